@@ -1,0 +1,36 @@
+"""vtok: post-train and use NVIDIA's Cosmos-Tokenize1 video tokenizers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .networks import MODEL_NAMES, TokenizerConfig, get_config, tokenizer_from_config
+from .networks.tokenizer import ContinuousTokenizer, DiscreteTokenizer, Tokenizer
+
+__version__ = "0.1.0"
+
+
+def build_tokenizer(name: str, **overrides: Any) -> Tokenizer:
+    """A randomly initialized tokenizer by model name (e.g. 'CV8x8x8-720p'), with config overrides.
+
+    Unknown override fields raise ValueError naming them. Build on `torch.device('meta')` to get the
+    structure without allocating weights.
+    """
+    config = get_config(name, **overrides)
+    from .networks.config import canonical_name
+
+    return tokenizer_from_config(config, canonical_name(name))
+
+
+def __getattr__(attr: str) -> Any:  # heavy helpers are imported on first use
+    if attr in ("load_tokenizer", "export_jit"):
+        from . import checkpoint
+
+        return getattr(checkpoint, attr)
+    raise AttributeError(f"module 'vtok' has no attribute {attr!r}")
+
+
+__all__ = [
+    "MODEL_NAMES", "TokenizerConfig", "Tokenizer", "ContinuousTokenizer", "DiscreteTokenizer",
+    "build_tokenizer", "load_tokenizer", "export_jit", "__version__",
+]
