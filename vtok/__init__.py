@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .networks import MODEL_NAMES, TokenizerConfig, get_config, tokenizer_from_config
+from .checkpoint import export_jit, load_tokenizer
+from .networks import MODEL_NAMES, TokenizerConfig, canonical_name, get_config, tokenizer_from_config
 from .networks.tokenizer import ContinuousTokenizer, DiscreteTokenizer, Tokenizer
 
 __version__ = "0.1.0"
@@ -16,18 +17,7 @@ def build_tokenizer(name: str, **overrides: Any) -> Tokenizer:
     Unknown override fields raise ValueError naming them. Build on `torch.device('meta')` to get the
     structure without allocating weights.
     """
-    config = get_config(name, **overrides)
-    from .networks.config import canonical_name
-
-    return tokenizer_from_config(config, canonical_name(name))
-
-
-def __getattr__(attr: str) -> Any:  # heavy helpers are imported on first use
-    if attr in ("load_tokenizer", "export_jit"):
-        from . import checkpoint
-
-        return getattr(checkpoint, attr)
-    raise AttributeError(f"module 'vtok' has no attribute {attr!r}")
+    return tokenizer_from_config(get_config(name, **overrides), canonical_name(name))
 
 
 __all__ = [

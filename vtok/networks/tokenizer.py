@@ -74,6 +74,7 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.config = config
         self.name = name or config.name
+        self.loaded_parts = frozenset({"encoder", "decoder"})  # narrowed by load_tokenizer
         if config.is_video:
             self.encoder = EncoderFactorized(config)
             self.decoder = DecoderFactorized(config)
@@ -137,12 +138,19 @@ class Tokenizer(nn.Module):
                 f"{'t,' if self.config.is_video else ''}h,w], got {list(z.shape)}"
             )
 
+    def _require(self, part: str) -> None:
+        if part not in self.loaded_parts:
+            raise RuntimeError(f"this {self.name} tokenizer was loaded without {part} weights "
+                               f"(only {', '.join(sorted(self.loaded_parts))}); load a checkpoint that has them")
+
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        self._require("encoder")
         self.check_input_shape(tuple(x.shape))
         return x.to(device=self.device, dtype=self.dtype)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent (continuous) or codes (discrete) -> reconstruction in roughly [-1, 1] (not clamped)."""
+        self._require("decoder")
         self._check_latent(z)
         return self.decoder(self.post_quant_conv(z.to(device=self.device, dtype=self.dtype)))
 
@@ -158,6 +166,7 @@ class ContinuousTokenizer(Tokenizer):
         return self.distribution(self.quant_conv(self.encoder(self._prepare(x))))[0]
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        self._require("decoder")
         latent, posteriors = self.distribution(self.quant_conv(self.encoder(self._prepare(x))))
         return TokenizerOutput(self.decoder(self.post_quant_conv(latent)), posteriors, latent)
 
@@ -193,6 +202,7 @@ class DiscreteTokenizer(Tokenizer):
         return self.decode(self.quantizer.indices_to_codes(indices.to(self.device)))
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
+        self._require("decoder")
         indices, codes, aux = self.quantizer(self.quant_conv(self.encoder(self._prepare(x))))
         return TokenizerOutput(self.decoder(self.post_quant_conv(codes)), aux, indices)
 

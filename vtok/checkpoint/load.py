@@ -1,0 +1,273 @@
+"""`load_tokenizer`: one entry point for every checkpoint a user may hold (spec sections 2.1-2.3).
+
+Accepted: a release folder (`checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/`), a training checkpoint
+(`model.pt`, `iter_N.pt`: nested or flat, `network.` prefix or bare, `_orig_mod`, bf16 or fp32, EMA on
+request), or TorchScript files (`encoder.jit`, `decoder.jit`, `autoencoder.jit`, vtok's `*_enc.jit`...).
+The model name comes from the argument, vtok's own metadata, the path, or the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+
+from ..networks.config import MODEL_NAMES, canonical_name, check_fields, get_config, model_name_in
+from ..networks.tokenizer import Tokenizer, tokenizer_from_config
+from .state_dict import (
+    has_ema,
+    is_constant_buffer,
+    jit_state_dict_to_network,
+    model_entry,
+    network_state_dict,
+)
+
+METADATA_FILE = "vtok.json"
+RELEASE_JIT_FILES = ("encoder.jit", "decoder.jit", "autoencoder.jit")
+PARTS = ("encoder", "decoder")
+
+
+@dataclass
+class CheckpointContents:
+    """What one file or folder holds, before it is put into a network."""
+
+    path: Path
+    kind: str  # "training", "jit"
+    state: dict[str, torch.Tensor]  # bare network keys
+    parts: set[str]  # subset of {"encoder", "decoder"}
+    name: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _parts_of(keys: Iterable[str]) -> set[str]:
+    return {p for p in PARTS if any(k.startswith(f"{p}.") for k in keys)}
+
+
+def _read_jit(path: Path) -> CheckpointContents:
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    state = jit_state_dict_to_network(module.state_dict())
+    meta = json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
+    parts = _parts_of(state)
+    info = {"dtype": str(next(iter(state.values())).dtype).removeprefix("torch.")} if state else {}
+    return CheckpointContents(path, "jit", state, parts, meta.get("name"), meta.get("overrides", {}), info)
+
+
+def _read_training(path: Path, ema: bool | None) -> CheckpointContents:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises many types on foreign files; all mean "not a checkpoint"
+        first_line = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"{path}: not a TorchScript file nor a readable PyTorch checkpoint ({first_line})") from err
+    entry = model_entry(obj)
+    ema = has_ema(entry) if ema is None else ema
+    state = network_state_dict(entry, ema=ema)
+    meta = obj.get("vtok", {}) if isinstance(obj, dict) else {}
+    info = {"has_ema": has_ema(entry), "ema": ema}
+    if isinstance(obj, dict):
+        info["top_level_keys"] = sorted(str(k) for k in obj)
+        if "iteration" in obj:
+            info["iteration"] = int(obj["iteration"])
+    return CheckpointContents(path, "training", state, _parts_of(state), meta.get("name"), meta.get("overrides", {}), info)
+
+
+def _release_files(folder: Path) -> list[Path]:
+    jits = {p.name: p for p in folder.glob("*.jit")}
+    if "encoder.jit" in jits and "decoder.jit" in jits:
+        return [jits["encoder.jit"], jits["decoder.jit"]]
+    if "autoencoder.jit" in jits:
+        return [jits["autoencoder.jit"]]
+    if (folder / "model.pt").exists():
+        return [folder / "model.pt"]
+    found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+    raise ValueError(f"{folder}: no tokenizer checkpoint found (looked for encoder.jit + decoder.jit, "
+                     f"autoencoder.jit or model.pt; found {found})")
+
+
+def _sibling(path: Path) -> Path | None:
+    """The other half of an encoder/decoder jit pair, by NVIDIA's and vtok's naming."""
+    name = path.name
+    for a, b in (("encoder.jit", "decoder.jit"), ("_enc.jit", "_dec.jit")):
+        for x, y in ((a, b), (b, a)):
+            if name.endswith(x):
+                candidate = path.with_name(name[: -len(x)] + y)
+                return candidate if candidate.exists() else None
+    return None
+
+
+def read_checkpoint(path: str | Path, ema: bool | None = False) -> CheckpointContents:
+    """Read one checkpoint file (training `.pt` or TorchScript `.jit`) without building a network.
+
+    `ema`: use a training checkpoint's EMA weights (True), its regular ones (False), or EMA when present (None).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such checkpoint: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass it to load_tokenizer, which looks inside")
+    try:
+        contents = _read_jit(path)
+    except RuntimeError:
+        contents = _read_training(path, ema)
+    if not contents.state:
+        raise ValueError(f"{path}: found no network tensors (top-level keys: {contents.info.get('top_level_keys')})")
+    if not contents.parts:
+        sample = ", ".join(list(contents.state)[:5])
+        raise ValueError(f"{path}: none of its {len(contents.state)} tensors belong to a tokenizer encoder or "
+                         f"decoder (first keys: {sample})")
+    return contents
+
+
+def _expected_shapes(name: str, overrides: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    with torch.device("meta"):
+        tok = tokenizer_from_config(get_config(name, **overrides), name)
+    return {k: tuple(v.shape) for k, v in tok.state_dict().items()}
+
+
+def _width_overrides(state: dict[str, torch.Tensor]) -> dict[str, int]:
+    """`channels` and `z_channels` read off the tensors, so reduced-width models are recognised too."""
+    found: dict[str, int] = {}
+    for key in ("encoder.conv_in.0.conv3d.weight", "encoder.conv_in.weight"):
+        if key in state:
+            found["channels"] = state[key].shape[0]
+    for key in ("decoder.norm_out.norm.weight", "decoder.norm_out.weight"):
+        if key in state and "channels" not in found:
+            found["channels"] = state[key].shape[0] // 2
+    for key, dim in (("quant_conv.conv3d.weight", 1), ("quant_conv.weight", 1),
+                     ("post_quant_conv.conv3d.weight", 0), ("post_quant_conv.weight", 0)):
+        if key in state:
+            found["z_channels"] = state[key].shape[dim]
+    return found
+
+
+def _mismatches(state: dict[str, torch.Tensor], parts: set[str], expected: dict[str, tuple[int, ...]]) -> list[str]:
+    """Key and shape differences between checkpoint weights and a model, for the parts the file holds.
+
+    Constant Haar/FSQ buffers are left out: training checkpoints drop them, jit files always keep them.
+    """
+
+    def in_parts(key: str) -> bool:
+        head = key.split(".")[0]
+        return head in parts or (head == "quant_conv" and "encoder" in parts) or (
+            head == "post_quant_conv" and "decoder" in parts)
+
+    weights = {k: v for k, v in state.items() if not is_constant_buffer(k)}
+    problems = [f"unexpected {k}" for k in weights if k not in expected]
+    problems += [f"shape of {k}: file {list(v.shape)} vs model {list(expected[k])}"
+                 for k, v in weights.items() if k in expected and tuple(v.shape) != expected[k]]
+    problems += [f"missing {k}" for k in expected if in_parts(k) and k not in weights and not is_constant_buffer(k)]
+    return problems
+
+
+def infer_model_name(contents: CheckpointContents) -> tuple[str, dict[str, Any]]:
+    """The one named model whose structure the tensors fit, with the width overrides they imply."""
+    widths = _width_overrides(contents.state)
+    fits = []
+    for candidate in MODEL_NAMES:
+        try:
+            expected = _expected_shapes(candidate, widths)
+        except ValueError:  # these widths are invalid for this family (e.g. image GroupNorm needs 32 | channels)
+            continue
+        if not _mismatches(contents.state, contents.parts, expected):
+            fits.append(candidate)
+    if len(fits) == 1:
+        return fits[0], widths
+    kind = "video" if any(".conv3d." in k for k in contents.state) else "image"
+    described = (f"a {kind} tokenizer {'/'.join(sorted(contents.parts))} with {len(contents.state)} tensors"
+                 f" and widths {widths}")
+    if fits:
+        raise ValueError(f"{contents.path}: holds {described}, which fits several models ({', '.join(fits)}); "
+                         "pass name=/--tokenizer_type")
+    raise ValueError(f"{contents.path}: holds {described}, which fits none of {', '.join(MODEL_NAMES)}; "
+                     "pass name=/--tokenizer_type and the config overrides it was trained with")
+
+
+def _resolve_name(contents: Sequence[CheckpointContents], name: str | None,
+                  overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    if name is not None:
+        return canonical_name(name), {**_width_overrides(_merged_state(contents)), **overrides}
+    for c in contents:
+        if c.name:
+            return canonical_name(c.name), {**c.overrides, **overrides}
+    for c in contents:
+        for text in (str(c.path.parent.name), c.path.name):
+            found = model_name_in(text)
+            if found:
+                return found, {**_width_overrides(_merged_state(contents)), **overrides}
+    merged = CheckpointContents(contents[0].path, contents[0].kind, _merged_state(contents),
+                                set().union(*(c.parts for c in contents)))
+    found, widths = infer_model_name(merged)
+    return found, {**widths, **overrides}
+
+
+def _merged_state(contents: Sequence[CheckpointContents]) -> dict[str, torch.Tensor]:
+    return {k: v for c in contents for k, v in c.state.items()}
+
+
+def _load_into(tok: Tokenizer, state: dict[str, torch.Tensor], parts: set[str], source: str) -> None:
+    """Strict load of the parts a file holds: every weight matched by name and shape, nothing left over.
+
+    Constant Haar/FSQ buffers in the file are compared with the model's own instead of loaded, so a
+    file built with other wavelets or FSQ levels is refused rather than silently mixed.
+    """
+    own = tok.state_dict()
+    problems = _mismatches(state, parts, {k: tuple(v.shape) for k, v in own.items()})
+    buffers = dict(tok.named_buffers())
+    for key, value in state.items():
+        if not is_constant_buffer(key):
+            continue
+        ref = buffers.get(key)
+        if ref is None:
+            problems.append(f"unexpected {key}")
+        elif ref.shape != value.shape or not torch.equal(value, ref.to(value.dtype)):
+            problems.append(f"constant buffer {key} differs from Cosmos-Tokenize1's")
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} problems)" if len(problems) > 8 else "")
+        raise ValueError(f"{source} does not fit {tok.name} {tok.config.to_dict()}: {shown}")
+    tok.load_state_dict({k: v if is_constant_buffer(k) else state.get(k, v) for k, v in own.items()}, strict=True)
+
+
+def load_tokenizer(
+    path: str | Path | Sequence[str | Path],
+    name: str | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    ema: bool | None = False,
+    **overrides: Any,
+) -> Tokenizer:
+    """Build the right tokenizer for a checkpoint and load its weights strictly; returns it in eval mode.
+
+    `path` may be a folder, one file, or several files (e.g. `[encoder.jit, decoder.jit]`). Given one
+    half of an encoder/decoder jit pair, the other half is loaded too when it lies beside it; a
+    tokenizer with only one half loaded refuses to run the other (`tok.loaded_parts` says which).
+    `ema` picks the EMA weights of a training checkpoint (None: EMA when present). `overrides` are config fields (e.g. for a
+    model trained with a changed architecture).
+    """
+    check_fields(overrides)
+    paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += _release_files(p)
+        else:
+            files.append(p)
+            sibling = _sibling(p) if len(paths) == 1 else None
+            if sibling is not None:
+                files.append(sibling)
+    contents = [read_checkpoint(f, ema=ema) for f in files]
+    model_name, model_overrides = _resolve_name(contents, name, overrides)
+    config = get_config(model_name, **model_overrides)
+    tok = tokenizer_from_config(config, model_name)
+    parts: set[str] = set()
+    for c in contents:
+        _load_into(tok, c.state, c.parts, str(c.path))
+        parts |= c.parts
+    tok.loaded_parts = frozenset(parts)
+    tok.load_info = {"files": [str(c.path) for c in contents],
+                     "ema": any(c.info.get("ema", False) for c in contents)}
+    return tok.to(device=device, dtype=dtype).eval()

@@ -1,0 +1,40 @@
+"""Entry point of the `vtok` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import demo, export_jit, inspect_cmd, models
+
+COMMANDS = (demo, models, inspect_cmd, export_jit)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vtok",
+        description="Post-train and use NVIDIA's Cosmos-Tokenize1 video tokenizers.",
+    )
+    parser.add_argument("--version", action="version", version=f"vtok {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"vtok: error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
