@@ -12,7 +12,7 @@ setup: $(VENV)/.vtok-installed
 
 $(VENV)/.vtok-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PIP) "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) $(TORCH_SPEC)
 	$(PIP) -e ".[test]"
 	touch $@
 
