@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import new_level, run_level, run_mid, swish
+from .common import build_down_levels, build_up_levels, new_mid, run_level, run_mid, swish
 from .config import TokenizerConfig
 from .patching import Patcher, UnPatcher
 
@@ -75,88 +75,55 @@ class Upsample(nn.Module):
         return self.conv(x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3))
 
 
-def _mid(channels: int, dropout: float) -> nn.Module:
-    mid = nn.Module()
-    mid.block_1 = ResnetBlock(channels, channels, dropout)
-    mid.attn_1 = AttnBlock(channels)
-    mid.block_2 = ResnetBlock(channels, channels, dropout)
-    return mid
-
-
 class Encoder(nn.Module):
+    """Haar patcher, ResNet levels with strided-conv downsampling, mid attention, conv_out."""
+
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         ch, mult, dropout = cfg.channels, cfg.channels_mult, cfg.dropout
-        self.num_downsamples = cfg.num_spatial_down
+        n_down = cfg.num_spatial_down
         self.patcher = Patcher(cfg.patch_size)
         self.conv_in = conv3x3(cfg.in_channels * cfg.patch_size**2, ch)
 
-        curr_res = cfg.resolution // cfg.patch_size
-        in_mult = (1,) + mult
-        self.down = nn.ModuleList()
-        for i, m in enumerate(mult):
-            level = new_level()
-            block_in, block_out = ch * in_mult[i], ch * m
-            for _ in range(cfg.num_res_blocks):
-                level.block.append(ResnetBlock(block_in, block_out, dropout))
-                block_in = block_out
-                if curr_res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
-            if i < self.num_downsamples:
-                level.downsample = Downsample(block_in)
-                curr_res //= 2
-            self.down.append(level)
-
-        self.mid = _mid(block_in, dropout)
+        self.down, block_in = build_down_levels(
+            cfg, ResnetBlock, AttnBlock, lambda i, c: Downsample(c) if i < n_down else None
+        )
+        self.mid = new_mid(ResnetBlock, AttnBlock, block_in, dropout)
         self.norm_out = group_norm(block_in)
         self.conv_out = conv3x3(block_in, cfg.z_channels * cfg.z_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(self.patcher(x))
-        for i, level in enumerate(self.down):
+        for level in self.down:
             h = run_level(level, h)
-            if i < self.num_downsamples:
-                h = level.downsample(h)
         h = run_mid(self.mid, h)
         return self.conv_out(swish(self.norm_out(h)))
 
 
 class Decoder(nn.Module):
+    """Mirror of the encoder with nearest-neighbour upsampling; `up[0]` runs last."""
+
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
         ch, mult, dropout = cfg.channels, cfg.channels_mult, cfg.dropout
         n_levels = len(mult)
-        self.first_upsample_level = n_levels - cfg.num_spatial_down
+        first_up = n_levels - cfg.num_spatial_down  # upsample in the deepest num_spatial_down levels
         self.unpatcher = UnPatcher(cfg.patch_size)
 
         block_in = ch * mult[-1]
-        curr_res = (cfg.resolution // cfg.patch_size) // 2 ** cfg.num_spatial_down
         self.conv_in = conv3x3(cfg.z_channels, block_in)
-        self.mid = _mid(block_in, dropout)
-
-        self.up = nn.ModuleList()
-        for i in reversed(range(n_levels)):
-            level = new_level()
-            block_out = ch * mult[i]
-            for _ in range(cfg.num_res_blocks + 1):
-                level.block.append(ResnetBlock(block_in, block_out, dropout))
-                block_in = block_out
-                if curr_res in cfg.attn_resolutions:
-                    level.attn.append(AttnBlock(block_in))
-            if i >= self.first_upsample_level:
-                level.upsample = Upsample(block_in)
-                curr_res *= 2
-            self.up.insert(0, level)
+        self.mid = new_mid(ResnetBlock, AttnBlock, block_in, dropout)
+        curr_res = (cfg.resolution // cfg.patch_size) // 2 ** cfg.num_spatial_down
+        self.up, block_in = build_up_levels(
+            cfg, curr_res, ResnetBlock, AttnBlock,
+            lambda i, c: Upsample(c) if i >= first_up else None,
+        )
 
         self.norm_out = group_norm(block_in)
         self.conv_out = conv3x3(block_in, cfg.out_channels * cfg.patch_size**2)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)
-        h = run_mid(self.mid, h)
-        for i in reversed(range(len(self.up))):
-            level = self.up[i]
+        h = run_mid(self.mid, self.conv_in(z))
+        for level in reversed(self.up):
             h = run_level(level, h)
-            if i >= self.first_upsample_level:
-                h = level.upsample(h)
         return self.unpatcher(self.conv_out(swish(self.norm_out(h))))
