@@ -73,3 +73,10 @@ def test_image_latent_shape():
     assert tok.latent_shape((2, 3, 64, 96)) == (2, 6, 4, 6)
     with pytest.raises(ValueError, match="multiples of 16"):
         tok.latent_shape((2, 3, 64, 100))
+
+
+def test_out_of_range_indices_are_refused():
+    tok = vtok.build_tokenizer("DV4x8x8-360p", channels=16).eval()
+    for bad in (64000, -1):
+        with pytest.raises(ValueError, match=r"\[0, 64000\)"):
+            tok.decode_indices(torch.full((1, 1, 2, 2), bad, dtype=torch.int32))

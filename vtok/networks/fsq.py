@@ -63,7 +63,7 @@ class FSQuantizer(nn.Module):
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
         """int indices [B,...] -> channels-first codes [B,dim,...] in the codebook's dtype (exact)."""
         codes = self.implicit_codebook[indices.long()]
-        return codes.movedim(-1, 1)
+        return codes.movedim(-1, 1).contiguous()
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z [B,dim,...] -> (indices [B,...] int32, codes [B,dim,...] like z, a zero aux loss).

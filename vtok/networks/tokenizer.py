@@ -199,6 +199,9 @@ class DiscreteTokenizer(Tokenizer):
         if indices.ndim != rank or indices.is_floating_point():
             raise ValueError(f"{self.name} decodes integer indices of rank {rank}, got {indices.dtype} "
                              f"{list(indices.shape)}")
+        if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
+            raise ValueError(f"token indices must lie in [0, {self.codebook_size}), got "
+                             f"[{int(indices.min())}, {int(indices.max())}]")
         return self.decode(self.quantizer.indices_to_codes(indices.to(self.device)))
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
