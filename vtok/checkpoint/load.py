@@ -188,20 +188,21 @@ def infer_model_name(contents: CheckpointContents) -> tuple[str, dict[str, Any]]
 
 def _resolve_name(contents: Sequence[CheckpointContents], name: str | None,
                   overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    if name is not None:
-        return canonical_name(name), {**_width_overrides(_merged_state(contents)), **overrides}
+    """Model name and config overrides, from (in order) the caller, vtok's metadata, the path, the shapes.
+
+    Config fields come from the widths read off the tensors, then vtok's metadata, then the caller.
+    """
+    merged = _merged_state(contents)
+    tagged = next((c for c in contents if c.name), None)
+    fields = {**_width_overrides(merged), **(tagged.overrides if tagged else {})}
+    name = name or (tagged.name if tagged else None)
     for c in contents:
-        if c.name:
-            return canonical_name(c.name), {**c.overrides, **overrides}
-    for c in contents:
-        for text in (str(c.path.parent.name), c.path.name):
-            found = model_name_in(text)
-            if found:
-                return found, {**_width_overrides(_merged_state(contents)), **overrides}
-    merged = CheckpointContents(contents[0].path, contents[0].kind, _merged_state(contents),
-                                set().union(*(c.parts for c in contents)))
-    found, widths = infer_model_name(merged)
-    return found, {**widths, **overrides}
+        name = name or model_name_in(c.path.parent.name) or model_name_in(c.path.name)
+    if name is None:
+        every_part = set().union(*(c.parts for c in contents))
+        name, widths = infer_model_name(CheckpointContents(contents[0].path, contents[0].kind, merged, every_part))
+        fields.update(widths)
+    return canonical_name(name), {**fields, **overrides}
 
 
 def _merged_state(contents: Sequence[CheckpointContents]) -> dict[str, torch.Tensor]:
