@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from ..networks.config import NAMED_CONFIGS
+from ..networks.config import overrides_of
 from ..networks.tokenizer import Tokenizer
 from .load import METADATA_FILE
 
@@ -42,10 +42,7 @@ def check_example_shape(tok: Tokenizer, shape: Sequence[int]) -> tuple[int, ...]
 
 
 def _metadata(tok: Tokenizer) -> str:
-    base = NAMED_CONFIGS.get(tok.name)
-    own = tok.config.to_dict()
-    overrides = {k: v for k, v in own.items() if base is None or base.to_dict()[k] != v}
-    return json.dumps({"name": tok.name, "overrides": overrides, "format": 1})
+    return json.dumps({"name": tok.name, "overrides": overrides_of(tok.name, tok.config), "format": 1})
 
 
 def _save_atomic(module: torch.jit.ScriptModule, path: Path, metadata: str) -> None:

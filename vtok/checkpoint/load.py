@@ -15,7 +15,14 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from ..networks.config import MODEL_NAMES, canonical_name, check_fields, get_config, model_name_in
+from ..networks.config import (
+    MODEL_NAMES,
+    TokenizerConfig,
+    canonical_name,
+    check_fields,
+    get_config,
+    model_name_in,
+)
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
 from .state_dict import (
     has_ema,
@@ -232,6 +239,31 @@ def _load_into(tok: Tokenizer, state: dict[str, torch.Tensor], parts: set[str], 
     tok.load_state_dict({k: v if is_constant_buffer(k) else state.get(k, v) for k, v in own.items()}, strict=True)
 
 
+def _checkpoint_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+    """The files to read for `path`: a folder's release files, or the file(s) plus a jit's other half."""
+    paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += _release_files(p)
+        else:
+            files.append(p)
+            sibling = _sibling(p) if len(paths) == 1 else None
+            if sibling is not None:
+                files.append(sibling)
+    return files
+
+
+def resolve_checkpoint(
+    path: str | Path | Sequence[str | Path], name: str | None = None, *, ema: bool | None = False, **overrides: Any
+) -> tuple[str, TokenizerConfig, list[CheckpointContents]]:
+    """Model name, config and contents of a checkpoint, without building a network (see `load_tokenizer`)."""
+    check_fields(overrides)
+    contents = [read_checkpoint(f, ema=ema) for f in _checkpoint_files(path)]
+    model_name, model_overrides = _resolve_name(contents, name, overrides)
+    return model_name, get_config(model_name, **model_overrides), contents
+
+
 def load_tokenizer(
     path: str | Path | Sequence[str | Path],
     name: str | None = None,
@@ -249,20 +281,7 @@ def load_tokenizer(
     `ema` picks the EMA weights of a training checkpoint (None: EMA when present). `overrides` are config fields (e.g. for a
     model trained with a changed architecture).
     """
-    check_fields(overrides)
-    paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += _release_files(p)
-        else:
-            files.append(p)
-            sibling = _sibling(p) if len(paths) == 1 else None
-            if sibling is not None:
-                files.append(sibling)
-    contents = [read_checkpoint(f, ema=ema) for f in files]
-    model_name, model_overrides = _resolve_name(contents, name, overrides)
-    config = get_config(model_name, **model_overrides)
+    model_name, config, contents = resolve_checkpoint(path, name, ema=ema, **overrides)
     tok = tokenizer_from_config(config, model_name)
     parts: set[str] = set()
     for c in contents:

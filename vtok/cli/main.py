@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import demo, export_jit, inspect_cmd, models
+from . import autoencode, decode, demo, encode, evaluate, export_jit, inspect_cmd, models
 
-COMMANDS = (demo, models, inspect_cmd, export_jit)
+COMMANDS = (demo, autoencode, encode, decode, evaluate, models, inspect_cmd, export_jit)
 
 
 def build_parser() -> argparse.ArgumentParser:

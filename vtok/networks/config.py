@@ -189,3 +189,10 @@ def model_name_in(text: str) -> str | None:
     low = text.replace("_", "-").lower()
     hits = [n for n in MODEL_NAMES if n.lower() in low]
     return max(hits, key=len) if hits else None
+
+
+def overrides_of(name: str, config: TokenizerConfig) -> dict[str, Any]:
+    """The fields of `config` that differ from the named model's (what rebuilds it with `get_config`)."""
+    base = NAMED_CONFIGS.get(name)
+    own = config.to_dict()
+    return {k: v for k, v in own.items() if base is None or base.to_dict()[k] != v}

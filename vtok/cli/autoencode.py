@@ -1,0 +1,83 @@
+"""`vtok autoencode`: reconstruct videos (or images) through a tokenizer, as NVIDIA's video_cli/image_cli."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from pathlib import Path
+
+from ..inference.pipeline import Pipeline
+from ..io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, expand_patterns, iter_frames, output_path,
+                  probe_video, read_image, write_image)
+from .batch import run_batch
+from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "autoencode", help="reconstruct videos or images through a tokenizer (encode then decode)",
+        description="Encode and decode every video matched by --video_pattern (or image by --image_pattern) and "
+        "write the reconstructions as H.264 mp4 at the input's fps (images keep their format). Works at any "
+        "length and size: frames are padded to the model's multiples and cropped back, long videos run in "
+        "overlapping temporal windows, large frames optionally in spatial tiles. Files are processed in "
+        "sorted order; an unreadable one is reported and skipped, and the exit code is 1 if any failed.",
+        epilog="example: vtok autoencode --video_pattern 'clips/*.mp4' "
+        "--checkpoint_enc checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/encoder.jit "
+        "--checkpoint_dec checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/decoder.jit",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video_pattern", help="glob of input videos, e.g. 'clips/*.mp4' (quote it)")
+    source.add_argument("--image_pattern", help="glob of input images, e.g. 'images/*.png'")
+    add_checkpoint_args(p)
+    add_processing_args(p)
+    out = p.add_argument_group("output")
+    out.add_argument("--output_dir", type=Path, default=None,
+                     help="where to write (default: a reconstructions/ folder beside each input)")
+    out.add_argument("--output_fps", type=float, default=None, help="fps of written videos (default: the input's)")
+    out.add_argument("--save_input", action="store_true",
+                     help="also write the (resized) input as <name>_input.<ext>, for side-by-side viewing")
+    out.add_argument("--skip_existing", action="store_true", help="skip inputs whose output file exists")
+    out.add_argument("--crf", type=int, default=18, help="H.264 quality of written videos (lower is better)")
+    p.set_defaults(func=run)
+
+
+def autoencode_video(pipeline: Pipeline, source: Path, target: Path, *, fps: float | None = None,
+                     input_target: Path | None = None, crf: int = 18) -> int:
+    """Write the reconstruction of `source` to `target` (and its resized input to `input_target`); frame count."""
+    rate = Fraction(fps) if fps else probe_video(source).fps
+    with VideoWriter(target, rate, crf) as writer:
+        for frame in pipeline.autoencode(iter_frames(source)):
+            writer.write(frame)
+    if input_target is not None:
+        with VideoWriter(input_target, rate, crf) as writer:
+            for frame in pipeline.prepare(iter_frames(source)):
+                writer.write(frame)
+    return writer.frames_written
+
+
+def run(args: argparse.Namespace) -> int:
+    images = args.image_pattern is not None
+    files = expand_patterns(args.image_pattern if images else args.video_pattern,
+                            IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    engine = engine_from_args(args)
+    pipeline = pipeline_from_args(args, engine)
+
+    def job(source: Path) -> bool:
+        suffix = source.suffix if images else ".mp4"
+        target = output_path(source, files, args.output_dir, suffix)
+        if args.skip_existing and target.exists():
+            return False
+        input_target = output_path(source, files, args.output_dir, suffix, "_input") if args.save_input else None
+        if images:
+            image = read_image(source)
+            write_image(target, pipeline.autoencode_image(image))
+            if input_target is not None:
+                write_image(input_target, next(pipeline.prepare([image])))
+        else:
+            autoencode_video(pipeline, source, target, fps=args.output_fps, input_target=input_target, crf=args.crf)
+        return True
+
+    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    report = run_batch(files, job, "autoencode")
+    print(report.summary("autoencode"))
+    return report.exit_code

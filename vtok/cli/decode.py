@@ -1,0 +1,69 @@
+"""`vtok decode`: token files written by `vtok encode` back to mp4 (or images)."""
+
+from __future__ import annotations
+
+import argparse
+from fractions import Fraction
+from pathlib import Path
+
+from ..inference.pipeline import FrameLayout, Pipeline
+from ..io import VideoWriter, expand_patterns, output_path, write_image
+from ..io.tokens import load_tokens, read_token_meta
+from .batch import run_batch
+from .inference_args import add_checkpoint_args, engine_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "decode", help="decode .safetensors token files back to mp4/png",
+        description="Decode files written by `vtok encode` to H.264 mp4 at the original fps and frame count "
+        "(images to PNG). The temporal window and overlap recorded at encoding are used again, so "
+        "encode + decode gives exactly what `vtok autoencode` gives.",
+        epilog="example: vtok decode --token_pattern 'tokens/*.safetensors' "
+        "--checkpoint_dec checkpoints/Cosmos-Tokenize1-DV8x16x16-720p/decoder.jit --output_dir decoded/",
+    )
+    p.add_argument("--token_pattern", required=True, help="glob of token files (quote it)")
+    add_checkpoint_args(p, required_parts="decoder")
+    p.add_argument("--tile", type=int, nargs="+", default=None, metavar="PIXELS",
+                   help="decode in overlapping spatial tiles of H [W] output pixels to bound memory")
+    p.add_argument("--tile_overlap", type=int, default=None, help="pixels shared by neighbouring tiles")
+    p.add_argument("--output_dir", type=Path, default=None,
+                   help="where to write (default: a decoded/ folder beside each token file)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand_patterns(args.token_pattern, (".safetensors",))
+    models = {}
+    for path in files:
+        try:
+            models[path] = read_token_meta(path).model
+        except ValueError:
+            pass  # reported as failed by the batch below
+    engine = engine_from_args(args)
+    foreign = sorted({m for m in models.values() if m != engine.name})
+    if foreign:
+        raise ValueError(f"the token files were made by {', '.join(foreign)}, but the checkpoint is {engine.name}")
+    tile = (args.tile[0], args.tile[-1]) if args.tile else None
+
+    def job(path: Path) -> bool:
+        tokens, meta = load_tokens(path)
+        suffix = ".png" if meta.media == "image" else ".mp4"
+        target = output_path(path, files, args.output_dir, suffix, default_folder="decoded")
+        pipeline = Pipeline(engine, temporal_window=meta.temporal_window or None,
+                            temporal_overlap=meta.temporal_overlap if meta.temporal_window else None,
+                            tile=tile, tile_overlap=args.tile_overlap)
+        layout = FrameLayout(meta.height, meta.width, tuple(meta.padding))
+        if meta.media == "image":
+            write_image(target, pipeline.decode_image(tokens, layout))
+            return True
+        with VideoWriter(target, Fraction(meta.fps), args.crf) as writer:
+            for frame in pipeline.decode(tokens, layout, meta.num_frames):
+                writer.write(frame)
+        return True
+
+    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    report = run_batch(files, job, "decode")
+    print(report.summary("decode"))
+    return report.exit_code

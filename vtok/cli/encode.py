@@ -1,0 +1,78 @@
+"""`vtok encode`: pre-tokenize videos or images to one `.safetensors` file each, resumable."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..inference.engine import TokenizerEngine
+from ..networks.config import overrides_of
+from ..inference.pipeline import FrameLayout, Pipeline
+from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_path, probe_video, read_image
+from ..io.tokens import TokenMeta, is_complete, save_tokens
+from .batch import run_batch
+from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "encode", help="tokenize videos/images to .safetensors (latents or int32 indices)",
+        description="Write, for every input, one .safetensors file with its continuous latent `latent` "
+        "[C,t,h,w] or discrete token indices `indices` [t,h,w] (int32, in [0, 64000)), plus what `vtok decode` "
+        "needs (model, fps, frame count, size, padding) as metadata. Files already written are skipped, so an "
+        "interrupted run continues where it stopped; files are written atomically.",
+        epilog="example: vtok encode --video_pattern 'datasets/hdvila/videos/*.mp4' "
+        "--checkpoint_enc checkpoints/Cosmos-Tokenize1-DV8x16x16-720p/encoder.jit --output_dir tokens/",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video_pattern", help="glob of input videos (quote it)")
+    source.add_argument("--image_pattern", help="glob of input images")
+    add_checkpoint_args(p, required_parts="encoder")
+    add_processing_args(p)
+    p.add_argument("--output_dir", type=Path, default=None,
+                   help="where to write (default: a tokens/ folder beside each input); sub-folders mirror the inputs'")
+    p.add_argument("--overwrite", action="store_true", help="re-encode inputs whose token file already exists")
+    p.set_defaults(func=run)
+
+
+def _meta(engine: TokenizerEngine, pipeline: Pipeline, source: Path, layout: FrameLayout, media: str,
+          fps: str, num_frames: int, source_size: tuple[int, int], checkpoint: list[str]) -> TokenMeta:
+    windows = pipeline.windows
+    return TokenMeta(
+        model=engine.name, overrides=overrides_of(engine.name, engine.config), kind="discrete" if engine.is_discrete else "continuous",
+        media=media, fps=fps, num_frames=num_frames, height=layout.height, width=layout.width,
+        padding=layout.padding, source=str(source), source_height=source_size[0], source_width=source_size[1],
+        temporal_window=windows.frames if windows else 0, temporal_overlap=windows.overlap if windows else 0,
+        checkpoint=checkpoint,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    images = args.image_pattern is not None
+    files = expand_patterns(args.image_pattern if images else args.video_pattern,
+                            IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    engine = engine_from_args(args)
+    pipeline = pipeline_from_args(args, engine)
+    checkpoint = [str(p) for p in (args.checkpoint, args.checkpoint_enc) if p is not None]
+
+    def job(source: Path) -> bool:
+        target = output_path(source, files, args.output_dir, ".safetensors", default_folder="tokens")
+        if not args.overwrite and is_complete(target):
+            return False
+        if images:
+            image = read_image(source)
+            tokens, layout = pipeline.encode_image(image)
+            meta = _meta(engine, pipeline, source, layout, "image", "", 1, image.shape[:2], checkpoint)
+        else:
+            info = probe_video(source)
+            tokens, layout, num_frames = pipeline.encode(iter_frames(source))
+            fps = f"{info.fps.numerator}/{info.fps.denominator}"
+            meta = _meta(engine, pipeline, source, layout, "video", fps, num_frames, (info.height, info.width),
+                         checkpoint)
+        save_tokens(target, tokens, meta)
+        return True
+
+    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    report = run_batch(files, job, "encode")
+    print(report.summary("encode"))
+    return report.exit_code

@@ -1,0 +1,107 @@
+"""`vtok evaluate`: PSNR / SSIM / LPIPS of a tokenizer's reconstructions, optionally against a baseline."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+from ..evaluation import ModelScores, evaluate_video, mean_scores, write_csv, write_json, write_plot
+from ..io import VIDEO_SUFFIXES, expand_patterns, output_path
+from ..metrics import LPIPS, find_lpips_weights
+from .batch import run_batch
+from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate", help="score reconstructions (PSNR, SSIM, LPIPS), optionally against a baseline checkpoint",
+        description="Autoencode every video with --checkpoint (model A) and, if given, --baseline (model B), and "
+        "compare each reconstruction with its input. Writes metrics.csv, metrics.json (with per-frame "
+        "PSNR) and psnr_per_frame.png to --output_dir. PSNR is reported two ways: `psnr` is the mean of "
+        "per-frame PSNRs (NVIDIA's training validation); `psnr_pooled` is the PSNR of the MSE pooled over "
+        "each video, meaned over videos (TokenBench). LPIPS is computed when its weights are available "
+        "locally (--lpips_weights or $VTOK_LPIPS_WEIGHTS: a folder with vgg16.pth and lpips' vgg.pth).",
+        epilog="example: vtok evaluate --video_pattern 'val/*.mp4' --checkpoint logs/run/checkpoints/iter_5000.pt "
+        "--baseline checkpoints/Cosmos-Tokenize1-CV8x8x8-720p",
+    )
+    p.add_argument("--video_pattern", required=True, help="glob of input videos (quote it)")
+    add_checkpoint_args(p)
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="checkpoint to compare with (release folder, model.pt, iter_N.pt or a .jit; "
+                   "an encoder.jit finds its decoder.jit beside it)")
+    p.add_argument("--baseline_tokenizer_type", default=None, help="model name of the baseline if not inferable")
+    add_processing_args(p)
+    p.add_argument("--output_dir", type=Path, default=Path("evaluation"), help="where to write (default: evaluation/)")
+    p.add_argument("--save_videos", action="store_true",
+                   help="also write side-by-side mp4s (input | A | B) to <output_dir>/videos/")
+    p.add_argument("--lpips_weights", type=Path, default=None, help="folder with vgg16.pth and lpips' vgg.pth")
+    p.set_defaults(func=run)
+
+
+def _baseline_args(args: argparse.Namespace) -> argparse.Namespace:
+    baseline = copy.copy(args)
+    baseline.checkpoint, baseline.checkpoint_enc, baseline.checkpoint_dec = args.baseline, None, None
+    baseline.tokenizer_type = args.baseline_tokenizer_type or args.tokenizer_type
+    return baseline
+
+
+def _describe(args: argparse.Namespace) -> str:
+    return ", ".join(str(p) for p in (args.checkpoint, args.checkpoint_enc, args.checkpoint_dec) if p is not None)
+
+
+def run(args: argparse.Namespace) -> int:
+    files = expand_patterns(args.video_pattern, VIDEO_SUFFIXES)
+    weights = find_lpips_weights(args.lpips_weights)
+    lpips = LPIPS.from_files(*weights) if weights else None
+    runs = [("A", args)] + ([("B", _baseline_args(args))] if args.baseline else [])
+    pipelines, results = {}, []
+    for label, run_args in runs:
+        engine = engine_from_args(run_args)
+        pipelines[label] = pipeline_from_args(run_args, engine)
+        results.append(ModelScores(label, _describe(run_args), engine.name))
+        print(f"{label}: {engine.name} from {_describe(run_args)} ({engine.mode} mode, {args.dtype}, {engine.device})")
+    if lpips is not None:
+        lpips = lpips.to(pipelines["A"].engine.device)
+    else:
+        print("LPIPS: not computed (no local weights; see --lpips_weights)")
+
+    started = time.perf_counter()
+
+    def job(source: Path) -> bool:
+        side = output_path(source, files, args.output_dir / "videos", ".mp4") if args.save_videos else None
+        scores = evaluate_video(source, pipelines, lpips=lpips, side_by_side=side)
+        for model in results:
+            model.videos[str(source)] = scores[model.label]
+        return True
+
+    report = run_batch(files, job, "evaluate")
+    settings = {"video_pattern": args.video_pattern, "dtype": args.dtype, "mode": args.mode,
+                "short_size": args.short_size, "temporal_window": pipelines["A"].windows.frames,
+                "temporal_overlap": pipelines["A"].windows.overlap, "tile": args.tile,
+                "seconds": round(time.perf_counter() - started, 2), "failed": [str(p) for p, _ in report.failed]}
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_csv(args.output_dir / "metrics.csv", results),
+               write_json(args.output_dir / "metrics.json", results, settings)]
+    if any(m.videos for m in results):
+        written.append(write_plot(args.output_dir / "psnr_per_frame.png", results))
+    print(_table(results))
+    print(report.summary("evaluate"))
+    for path in written:
+        print(f"wrote {path}")
+    return report.exit_code
+
+
+def _table(results: list[ModelScores]) -> str:
+    header = f"{'model':<6} {'videos':>6} {'frames':>7} {'PSNR':>8} {'PSNR pooled':>12} {'SSIM':>7} {'LPIPS':>7}"
+    lines = [header]
+    for m in results:
+        s = mean_scores(m)
+        if not s.get("videos"):
+            lines.append(f"{m.label:<6} {0:>6}")
+            continue
+        lp = "-" if s["lpips"] is None else f"{s['lpips']:.4f}"
+        lines.append(f"{m.label:<6} {s['videos']:>6} {s['frames']:>7} {s['psnr']:>8.2f} {s['psnr_pooled']:>12.2f} "
+                     f"{s['ssim']:>7.4f} {lp:>7}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Evaluation results as a CSV table, a JSON file (with per-frame PSNR) and a per-frame PSNR plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .compare import ModelScores
+
+COLUMNS = ("video", "model", "frames", "psnr", "psnr_pooled", "ssim", "lpips")
+
+
+def mean_scores(scores: ModelScores) -> dict[str, float | int | None]:
+    """Means over videos (TokenBench: pooled PSNR, SSIM, LPIPS), plus PSNR over all frames (NVIDIA's)."""
+    summaries = [v.summary() for v in scores.videos.values()]
+    if not summaries:
+        return {"videos": 0}
+    all_psnr = [p for v in scores.videos.values() for p in v.psnr_per_frame]
+    lpips = [s["lpips"] for s in summaries if s["lpips"] is not None]
+    return {
+        "videos": len(summaries),
+        "frames": sum(int(s["frames"]) for s in summaries),
+        "psnr": float(np.mean(all_psnr)),
+        "psnr_pooled": float(np.mean([s["psnr_pooled"] for s in summaries])),
+        "ssim": float(np.mean([s["ssim"] for s in summaries])),
+        "lpips": float(np.mean(lpips)) if lpips else None,
+    }
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(value: float | int | None) -> str:
+    return "" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+
+def write_csv(path: Path, results: Sequence[ModelScores]) -> Path:
+    """One row per (video, model), then one `mean` row per model."""
+    rows = []
+    for scores in results:
+        for video, v in scores.videos.items():
+            rows.append({"video": video, "model": scores.label, **v.summary()})
+        rows.append({"video": "mean", "model": scores.label, **mean_scores(scores)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({k: _fmt(row.get(k)) for k in COLUMNS} for row in rows)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, results: Sequence[ModelScores], settings: dict) -> Path:
+    """Everything: settings, per-model means, per-video summaries and per-frame PSNR/SSIM."""
+    data = {
+        "settings": settings,
+        "definitions": {
+            "psnr": "mean over frames of 10*log10(255^2/(mse+1e-8)), mse per uint8 frame (NVIDIA's validation)",
+            "psnr_pooled": "10*log10(255^2/mse) with mse over all frames and pixels of a video, mean over videos "
+                           "(TokenBench)",
+            "ssim": "per frame, data_range 255, skimage's defaults; mean per video, then over videos",
+            "lpips": "LPIPS-VGG per frame; mean per video, then over videos (null without local weights)",
+        },
+        "models": {
+            s.label: {
+                "checkpoint": s.checkpoint, "model": s.model, "mean": mean_scores(s),
+                "videos": {video: {**v.summary(), "psnr_per_frame": v.psnr_per_frame, "ssim_per_frame": v.ssim}
+                           for video, v in s.videos.items()},
+            } for s in results
+        },
+    }
+    _atomic_text(path, json.dumps(data, indent=2, allow_nan=True))
+    return path
+
+
+def write_plot(path: Path, results: Sequence[ModelScores]) -> Path:
+    """Per-frame PSNR of each model, videos one after another, with their boundaries marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=100)
+    for scores in results:
+        psnr = [p for v in scores.videos.values() for p in v.psnr_per_frame]
+        mean = mean_scores(scores).get("psnr")
+        ax.plot(psnr, linewidth=1, label=f"{scores.label} ({scores.model}, mean {_fmt(mean)} dB)")
+    if results:
+        offset = 0
+        for v in list(results[0].videos.values())[:-1]:
+            offset += v.frames
+            ax.axvline(offset - 0.5, color="0.85", linewidth=0.8, zorder=0)
+    ax.set_xlabel("frame (videos in sorted order; grey lines separate videos)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title("Per-frame PSNR of the reconstructions")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,54 @@
+"""Image files through Pillow: EXIF orientation applied, grayscale and alpha turned into RGB, atomic writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import MediaError
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """uint8 RGB `[H, W, 3]` as a viewer shows the image; MediaError when it is not a readable image."""
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(path, "no such file")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as err:
+        raise MediaError(path, f"not a readable image ({err})") from err
+
+
+def write_image(path: str | Path, image: np.ndarray) -> Path:
+    """Write uint8 RGB `[H, W, 3]`; the format follows the suffix (PNG, JPEG, ...); atomic."""
+    path = Path(path)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"write_image takes uint8 RGB [H,W,3], got {image.dtype} {list(image.shape)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resize_short_side(frame: np.ndarray, short_size: int) -> np.ndarray:
+    """Resize so the short side is `short_size` and the long side keeps the aspect, rounded up to even.
+
+    Same sizes as NVIDIA's `resize_video` (Lanczos, per frame), so results compare with theirs.
+    """
+    height, width = frame.shape[:2]
+    if min(height, width) == short_size:
+        return frame
+    scale = short_size / min(height, width)
+    long_side = int(max(height, width) * scale + 0.5)
+    long_side += long_side % 2
+    size = (short_size, long_side) if height <= width else (long_side, short_size)
+    resized = Image.fromarray(frame).resize((size[1], size[0]), resample=Image.Resampling.LANCZOS)
+    return np.asarray(resized)

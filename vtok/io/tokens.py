@@ -1,0 +1,95 @@
+"""Token files: one `.safetensors` per video with its latents or int32 indices and what decoding needs.
+
+Tensors: `latent` `[C,t,h,w]` (continuous video; `[C,h,w]` for an image) or `indices` `[t,h,w]` int32
+(discrete; `[h,w]` for an image). Metadata (safetensors' string map, key `vtok`): a JSON `TokenMeta`.
+Files are written to a temporary name and renamed, so a file under its final name is always complete,
+which is what lets `vtok encode` skip finished videos after an interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+FORMAT = "vtok.tokens/1"
+
+
+@dataclass
+class TokenMeta:
+    """Everything needed to decode a token file back to the video it came from."""
+
+    model: str
+    overrides: dict[str, Any]
+    kind: str  # "continuous" or "discrete"
+    media: str  # "video" or "image"
+    fps: str  # a fraction, e.g. "30000/1001" ("" for images)
+    num_frames: int  # frames to keep after decoding (1 for images)
+    height: int  # frame size fed to the model (after --short_size, before padding)
+    width: int
+    padding: tuple[int, int, int, int]  # zeros added: top, bottom, left, right
+    source: str = ""
+    source_height: int = 0
+    source_width: int = 0
+    temporal_window: int = 0
+    temporal_overlap: int = 0
+    checkpoint: list[str] = field(default_factory=list)
+    format: str = FORMAT
+
+    @property
+    def tensor_name(self) -> str:
+        return "indices" if self.kind == "discrete" else "latent"
+
+
+def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
+    """Write tokens and metadata atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({meta.tensor_name: tokens.detach().cpu().contiguous()}, str(tmp),
+                  metadata={"vtok": json.dumps(asdict(meta))})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_token_meta(path: str | Path) -> TokenMeta:
+    """The metadata of a token file, without reading its tensors; ValueError when it is not one."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get("vtok")
+    except (OSError, SafetensorError) as err:
+        raise ValueError(f"{path}: not a safetensors file ({err})") from err
+    if raw is None:
+        raise ValueError(f"{path}: a safetensors file without vtok token metadata (made by `vtok encode`?)")
+    data = json.loads(raw)
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{path}: token format {data.get('format')!r}, this vtok reads {FORMAT!r}")
+    data["padding"] = tuple(data["padding"])
+    return TokenMeta(**data)
+
+
+def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:
+    """Tokens and metadata of a file written by `save_tokens`."""
+    meta = read_token_meta(path)
+    tensors = load_file(str(path))
+    if meta.tensor_name not in tensors:
+        raise ValueError(f"{path}: no {meta.tensor_name!r} tensor (has {sorted(tensors)})")
+    return tensors[meta.tensor_name], meta
+
+
+def is_complete(path: str | Path) -> bool:
+    """True when `path` is a readable token file (a finished earlier run)."""
+    try:
+        read_token_meta(path)
+    except (ValueError, FileNotFoundError):
+        return False
+    return True
