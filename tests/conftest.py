@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,26 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for model in sorted(errors):
         cells = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in errors[model].items())
         terminalreporter.write_line(f"{model}: {cells}")
+
+
+def synthetic_frames(num_frames: int, height: int, width: int, seed: int = 0) -> "np.ndarray":
+    """uint8 RGB `[T,H,W,3]` with texture and motion: a drifting colour gradient and a moving square."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    phase = rng.uniform(0, 6.28, size=3)
+    frames = []
+    for t in range(num_frames):
+        channels = [np.sin(xx / 6 + t / 4 + phase[c]) + np.cos(yy / 9 - t / 6 + phase[c]) for c in range(3)]
+        frame = np.stack(channels, -1) * 50 + 128
+        top, left = (3 + 2 * t) % max(1, height - 8), (5 + 3 * t) % max(1, width - 8)
+        frame[top:top + 8, left:left + 8] = (230, 40, 40)
+        frames.append(frame.clip(0, 254).astype(np.uint8))
+    return np.stack(frames)
+
+
+def vtok_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `vtok ARGS` as a user does (a subprocess), capturing its output."""
+    return subprocess.run([sys.executable, "-m", "vtok", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)

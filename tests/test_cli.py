@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
 import vtok
+from conftest import vtok_cli
 from vtok.checkpoint.state_dict import ema_state_dict, training_state_dict
-
-
-def vtok_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vtok", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
 
 
 def write_training_checkpoint(path: Path) -> vtok.Tokenizer:
@@ -29,7 +23,7 @@ def write_training_checkpoint(path: Path) -> vtok.Tokenizer:
 def test_help_lists_the_commands():
     result = vtok_cli("--help")
     assert result.returncode == 0
-    for command in ("demo", "models", "inspect", "export-jit"):
+    for command in ("demo", "autoencode", "encode", "decode", "evaluate", "models", "inspect", "export-jit"):
         assert command in result.stdout
 
 

@@ -239,7 +239,7 @@ def _load_into(tok: Tokenizer, state: dict[str, torch.Tensor], parts: set[str], 
     tok.load_state_dict({k: v if is_constant_buffer(k) else state.get(k, v) for k, v in own.items()}, strict=True)
 
 
-def _checkpoint_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
+def _checkpoint_files(path: str | Path | Sequence[str | Path], siblings: bool = True) -> list[Path]:
     """The files to read for `path`: a folder's release files, or the file(s) plus a jit's other half."""
     paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
     files: list[Path] = []
@@ -248,18 +248,19 @@ def _checkpoint_files(path: str | Path | Sequence[str | Path]) -> list[Path]:
             files += _release_files(p)
         else:
             files.append(p)
-            sibling = _sibling(p) if len(paths) == 1 else None
+            sibling = _sibling(p) if siblings and len(paths) == 1 else None
             if sibling is not None:
                 files.append(sibling)
     return files
 
 
 def resolve_checkpoint(
-    path: str | Path | Sequence[str | Path], name: str | None = None, *, ema: bool | None = False, **overrides: Any
+    path: str | Path | Sequence[str | Path], name: str | None = None, *, ema: bool | None = False,
+    siblings: bool = True, **overrides: Any
 ) -> tuple[str, TokenizerConfig, list[CheckpointContents]]:
     """Model name, config and contents of a checkpoint, without building a network (see `load_tokenizer`)."""
     check_fields(overrides)
-    contents = [read_checkpoint(f, ema=ema) for f in _checkpoint_files(path)]
+    contents = [read_checkpoint(f, ema=ema) for f in _checkpoint_files(path, siblings)]
     model_name, model_overrides = _resolve_name(contents, name, overrides)
     return model_name, get_config(model_name, **model_overrides), contents
 
@@ -271,6 +272,7 @@ def load_tokenizer(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     ema: bool | None = False,
+    siblings: bool = True,
     **overrides: Any,
 ) -> Tokenizer:
     """Build the right tokenizer for a checkpoint and load its weights strictly; returns it in eval mode.
@@ -278,10 +280,10 @@ def load_tokenizer(
     `path` may be a folder, one file, or several files (e.g. `[encoder.jit, decoder.jit]`). Given one
     half of an encoder/decoder jit pair, the other half is loaded too when it lies beside it; a
     tokenizer with only one half loaded refuses to run the other (`tok.loaded_parts` says which).
-    `ema` picks the EMA weights of a training checkpoint (None: EMA when present). `overrides` are config fields (e.g. for a
-    model trained with a changed architecture).
+    `ema` picks the EMA weights of a training checkpoint (None: EMA when present); `siblings=False` loads
+    only the files named. `overrides` are config fields (e.g. for a model trained with a changed architecture).
     """
-    model_name, config, contents = resolve_checkpoint(path, name, ema=ema, **overrides)
+    model_name, config, contents = resolve_checkpoint(path, name, ema=ema, siblings=siblings, **overrides)
     tok = tokenizer_from_config(config, model_name)
     parts: set[str] = set()
     for c in contents:

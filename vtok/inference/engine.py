@@ -101,8 +101,9 @@ def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out[0]
 
 
-def _load_jit_engine(paths: list[Path], name: str | None, device: torch.device, dtype: torch.dtype) -> TokenizerEngine:
-    model_name, config, contents = resolve_checkpoint(paths, name)
+def _load_jit_engine(paths: list[Path], name: str | None, device: torch.device, dtype: torch.dtype,
+                     siblings: bool) -> TokenizerEngine:
+    model_name, config, contents = resolve_checkpoint(paths, name, siblings=siblings)
     engine = TokenizerEngine(model_name, config, device, dtype, "jit")
     for item in contents:
         if item.kind != "jit":
@@ -137,9 +138,10 @@ def load_engine(
     as_path = lambda p: None if p is None else Path(p)  # noqa: E731
     paths = _checkpoint_paths(as_path(checkpoint), as_path(checkpoint_enc), as_path(checkpoint_dec))
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    siblings = checkpoint is not None  # --checkpoint_enc/--checkpoint_dec load exactly what they name
     if mode == "jit":
-        return _load_jit_engine(paths, tokenizer_type, device, dtype)
-    tok = load_tokenizer(paths, tokenizer_type, device=device, dtype=dtype, ema=ema)
+        return _load_jit_engine(paths, tokenizer_type, device, dtype, siblings)
+    tok = load_tokenizer(paths, tokenizer_type, device=device, dtype=dtype, ema=ema, siblings=siblings)
     engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch")
     if "encoder" in tok.loaded_parts:
         engine.encode_fn = (lambda x: tok.encode(x)[0]) if tok.config.is_discrete else tok.encode

@@ -20,11 +20,13 @@ def expand_patterns(patterns: str | Sequence[str], suffixes: Sequence[str] | Non
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     found: set[Path] = set()
     for pattern in patterns:
-        if os.path.isdir(pattern):
-            matches = [str(p) for p in Path(pattern).iterdir()
-                       if p.is_file() and (suffixes is None or p.suffix.lower() in suffixes)]
+        expanded = os.path.expanduser(pattern)
+        if os.path.isdir(expanded):
+            matches = [str(p) for p in Path(expanded).iterdir()  # hidden files are temporaries, not inputs
+                       if p.is_file() and not p.name.startswith(".")
+                       and (suffixes is None or p.suffix.lower() in suffixes)]
         else:
-            matches = [m for m in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(m)]
+            matches = [m for m in glob.glob(expanded, recursive=True) if os.path.isfile(m)]
         if not matches:
             raise ValueError(f"no files match {pattern!r}")
         found.update(Path(m).resolve() for m in matches)

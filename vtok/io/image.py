@@ -18,7 +18,11 @@ def read_image(path: str | Path) -> np.ndarray:
         raise MediaError(path, "no such file")
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+            image = ImageOps.exif_transpose(image)
+            if image.mode.startswith("I;16"):  # 16-bit grayscale: Pillow's convert("RGB") would clip, not scale
+                gray = (np.asarray(image).astype(np.uint32) * 255 + 32767) // 65535
+                return np.repeat(gray.astype(np.uint8)[..., None], 3, axis=-1)
+            return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as err:
         raise MediaError(path, f"not a readable image ({err})") from err
 
@@ -44,11 +48,11 @@ def resize_short_side(frame: np.ndarray, short_size: int) -> np.ndarray:
     Same sizes as NVIDIA's `resize_video` (Lanczos, per frame), so results compare with theirs.
     """
     height, width = frame.shape[:2]
-    if min(height, width) == short_size:
-        return frame
     scale = short_size / min(height, width)
     long_side = int(max(height, width) * scale + 0.5)
     long_side += long_side % 2
     size = (short_size, long_side) if height <= width else (long_side, short_size)
+    if size == (height, width):  # NVIDIA resizes an odd long side to even even when the short side matches
+        return frame
     resized = Image.fromarray(frame).resize((size[1], size[0]), resample=Image.Resampling.LANCZOS)
     return np.asarray(resized)

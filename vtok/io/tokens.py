@@ -70,11 +70,19 @@ def read_token_meta(path: str | Path) -> TokenMeta:
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
     if raw is None:
         raise ValueError(f"{path}: a safetensors file without vtok token metadata (made by `vtok encode`?)")
-    data = json.loads(raw)
+    try:
+        data = json.loads(raw)
+    except ValueError as err:
+        raise ValueError(f"{path}: vtok token metadata is not JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: vtok token metadata is not a JSON object")
     if data.get("format") != FORMAT:
         raise ValueError(f"{path}: token format {data.get('format')!r}, this vtok reads {FORMAT!r}")
-    data["padding"] = tuple(data["padding"])
-    return TokenMeta(**data)
+    try:
+        data["padding"] = tuple(data["padding"])
+        return TokenMeta(**data)
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path}: incomplete vtok token metadata ({err!r})") from err
 
 
 def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:

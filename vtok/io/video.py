@@ -151,13 +151,18 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Flush the encoder and move the finished file to its name."""
-        if self._container is None:
+        if self._container is None or self.frames_written == 0:
+            self.abort()
             raise ValueError(f"{self.path}: no frames were written")
         assert self._stream is not None
-        self._container.mux(self._stream.encode(None))
-        self._container.close()
-        self._container = None
-        os.replace(self._tmp, self.path)
+        try:
+            self._container.mux(self._stream.encode(None))
+            self._container.close()
+            self._container = None
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
