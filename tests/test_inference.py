@@ -269,3 +269,11 @@ def test_model_input_is_nvidias_normalization():
     x = to_model_input(frames)
     assert x.shape == (1, 3, 1, 1, 3)
     torch.testing.assert_close(x[0, 0, 0, 0], torch.tensor([-1.0, 128 / 255 * 2 - 1, 1.0]))
+
+
+def test_auto_dtype_is_bf16_where_it_is_native():
+    from vtok.cli.common import cpu_has_native_bf16, resolve_dtype
+
+    assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
+    assert resolve_dtype("float32", torch.device("cuda")) == torch.float32

@@ -38,7 +38,7 @@ def work(tmp_path_factory) -> Path:
 
 
 def run(work: Path, *args: str):
-    return vtok_cli(*args, cwd=work)  # bfloat16, the default: on this CPU many times faster than float32
+    return vtok_cli(*args, cwd=work)
 
 
 def test_autoencode_keeps_frames_size_and_fps_and_reports_a_corrupt_file(work):
@@ -123,3 +123,10 @@ def test_decode_refuses_tokens_of_another_model(work, tmp_path):
     result = run(work, "decode", "--token_pattern", "tokens_b/*.safetensors", "--checkpoint", str(tmp_path / "dv.pt"))
     assert result.returncode == 1
     assert "made by CV4x8x8-360p, but the checkpoint is DV4x8x8-360p" in result.stderr
+
+
+def test_inputs_that_would_overwrite_each_other_are_refused(work, tmp_path):
+    for suffix in (".mp4", ".mov"):
+        write_video(tmp_path / f"clip{suffix}", synthetic_frames(5, 16, 16), 24)
+    result = run(work, "autoencode", "--video_pattern", str(tmp_path / "clip.*"), "--checkpoint", "iter_5.pt")
+    assert result.returncode == 1 and "would both be written to" in result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..inference.pipeline import Pipeline
 from ..io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, expand_patterns, iter_frames, output_path,
-                  probe_video, read_image, write_image)
+                  output_paths, probe_video, read_image, write_image)
 from .batch import run_batch
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
@@ -59,12 +59,16 @@ def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
     files = expand_patterns(args.image_pattern if images else args.video_pattern,
                             IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    if images:  # images keep their format, so names cannot collide
+        targets = {f: output_path(f, files, args.output_dir, f.suffix) for f in files}
+    else:
+        targets = output_paths(files, args.output_dir, ".mp4")
     engine = engine_from_args(args)
     pipeline = pipeline_from_args(args, engine)
 
     def job(source: Path) -> bool:
         suffix = source.suffix if images else ".mp4"
-        target = output_path(source, files, args.output_dir, suffix)
+        target = targets[source]
         if args.skip_existing and target.exists():
             return False
         input_target = output_path(source, files, args.output_dir, suffix, "_input") if args.save_input else None
@@ -77,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             autoencode_video(pipeline, source, target, fps=args.output_fps, input_target=input_target, crf=args.crf)
         return True
 
-    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
     report = run_batch(files, job, "autoencode")
     print(report.summary("autoencode"))
     return report.exit_code

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(frame)
         return True
 
-    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
     report = run_batch(files, job, "decode")
     print(report.summary("decode"))
     return report.exit_code

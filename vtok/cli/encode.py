@@ -8,7 +8,8 @@ from pathlib import Path
 from ..inference.engine import TokenizerEngine
 from ..networks.config import overrides_of
 from ..inference.pipeline import FrameLayout, Pipeline
-from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_path, probe_video, read_image
+from ..io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_paths, probe_video,
+                  read_image)
 from ..io.tokens import TokenMeta, is_complete, save_tokens
 from .batch import run_batch
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
@@ -51,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
     files = expand_patterns(args.image_pattern if images else args.video_pattern,
                             IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    targets = output_paths(files, args.output_dir, ".safetensors", default_folder="tokens")
     engine = engine_from_args(args)
     pipeline = pipeline_from_args(args, engine)
     checkpoint = [str(p) for p in (args.checkpoint, args.checkpoint_enc) if p is not None]
 
     def job(source: Path) -> bool:
-        target = output_path(source, files, args.output_dir, ".safetensors", default_folder="tokens")
+        target = targets[source]
         if not args.overwrite and is_complete(target):
             return False
         if images:
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         save_tokens(target, tokens, meta)
         return True
 
-    print(f"{engine.name} ({engine.mode} mode, {args.dtype}, {engine.device}): {len(files)} file(s)")
+    print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
     report = run_batch(files, job, "encode")
     print(report.summary("encode"))
     return report.exit_code

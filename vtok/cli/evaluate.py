@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         engine = engine_from_args(run_args)
         pipelines[label] = pipeline_from_args(run_args, engine)
         results.append(ModelScores(label, _describe(run_args), engine.name))
-        print(f"{label}: {engine.name} from {_describe(run_args)} ({engine.mode} mode, {args.dtype}, {engine.device})")
+        print(f"{label}: {engine.name} from {_describe(run_args)} ({engine.describe()})")
     if lpips is not None:
         lpips = lpips.to(pipelines["A"].engine.device)
     else:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return True
 
     report = run_batch(files, job, "evaluate")
-    settings = {"video_pattern": args.video_pattern, "dtype": args.dtype, "mode": args.mode,
+    settings = {"video_pattern": args.video_pattern, "engine": pipelines["A"].engine.describe(),
                 "short_size": args.short_size, "temporal_window": pipelines["A"].windows.frames,
                 "temporal_overlap": pipelines["A"].windows.overlap, "tile": args.tile,
                 "seconds": round(time.perf_counter() - started, 2), "failed": [str(p) for p, _ in report.failed]}

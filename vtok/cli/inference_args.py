@@ -9,7 +9,7 @@ from ..inference.engine import MODES, TokenizerEngine, load_engine
 from ..inference.pipeline import Pipeline
 from ..inference.windows import DEFAULT_WINDOW
 from ..networks.config import MODEL_NAMES
-from .common import DTYPES, add_device_args, resolve_device
+from .common import add_device_args, resolve_device, resolve_dtype
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "encoder and decoder") -> None:
@@ -24,7 +24,7 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "
                        help="torch: vtok's network with the checkpoint's weights (default; any checkpoint); "
                        "jit: run the TorchScript graphs as they are (.jit files only)")
     group.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
-    add_device_args(group, default_dtype="bfloat16")
+    add_device_args(group, default_dtype="auto")
     parser.set_defaults(required_parts=required_parts)
 
 
@@ -46,9 +46,10 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
 
 def engine_from_args(args: argparse.Namespace) -> TokenizerEngine:
     """Load the checkpoint the flags name and check it has the parts this command runs."""
+    device = resolve_device(args.device)
     engine = load_engine(args.checkpoint, args.checkpoint_enc, args.checkpoint_dec,
-                         tokenizer_type=args.tokenizer_type, mode=args.mode, device=resolve_device(args.device),
-                         dtype=DTYPES[args.dtype], ema=args.ema)
+                         tokenizer_type=args.tokenizer_type, mode=args.mode, device=device,
+                         dtype=resolve_dtype(args.dtype, device), ema=args.ema)
     needs = args.required_parts
     has = {"encoder": engine.can_encode, "decoder": engine.can_decode,
            "encoder and decoder": (engine.can_encode and engine.can_decode) or engine.autoencode_fn is not None}

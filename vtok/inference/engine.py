@@ -59,6 +59,10 @@ class TokenizerEngine:
     def can_decode(self) -> bool:
         return self.decode_fn is not None
 
+    def describe(self) -> str:
+        """E.g. 'torch mode, float32, cpu', for logs."""
+        return f"{self.mode} mode, {str(self.dtype).removeprefix('torch.')}, {self.device}"
+
     def _run(self, fn: Fn | None, what: str, x: torch.Tensor) -> torch.Tensor:
         if fn is None:
             raise ValueError(f"the {self.name} checkpoint given has no {what} (pass an encoder and a decoder, "

@@ -45,3 +45,17 @@ def output_path(source: Path, sources: Sequence[Path], output_dir: Path | None, 
         root = Path(os.path.commonpath([str(s.parent) for s in sources])) if sources else source.parent
         relative = source.relative_to(root)
     return output_dir / relative.with_name(f"{relative.stem}{tag}{suffix}")
+
+
+def output_paths(sources: Sequence[Path], output_dir: Path | None, suffix: str,
+                 default_folder: str = "reconstructions") -> dict[Path, Path]:
+    """`output_path` for every source; ValueError naming them when two would write the same file
+    (e.g. `clip.mp4` and `clip.mov` both becoming `clip.mp4`)."""
+    targets = {s: output_path(s, sources, output_dir, suffix, default_folder=default_folder) for s in sources}
+    seen: dict[Path, Path] = {}
+    for source, target in targets.items():
+        if target in seen:
+            raise ValueError(f"{seen[target]} and {source} would both be written to {target}; "
+                             "rename one or process them separately")
+        seen[target] = source
+    return targets
