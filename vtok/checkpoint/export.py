@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -18,6 +17,7 @@ import torch
 
 from ..networks.config import overrides_of
 from ..networks.tokenizer import Tokenizer
+from ..io.atomic import atomic_path
 from .load import METADATA_FILE
 
 RELEASE_NAMES = {"encoder": "encoder.jit", "decoder": "decoder.jit", "autoencoder": "autoencoder.jit"}
@@ -46,13 +46,8 @@ def _metadata(tok: Tokenizer) -> str:
 
 
 def _save_atomic(module: torch.jit.ScriptModule, path: Path, metadata: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @torch.no_grad()

@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from .. import __version__
-from . import autoencode, decode, demo, encode, evaluate, export_jit, inspect_cmd, models
+from . import (autoencode, decode, demo, download_checkpoints, download_hdvila, encode, evaluate, export_jit,
+               inspect_cmd, models)
 
-COMMANDS = (demo, autoencode, encode, decode, evaluate, models, inspect_cmd, export_jit)
+COMMANDS = (demo, download_checkpoints, download_hdvila, autoencode, encode, decode, evaluate, models, inspect_cmd,
+            export_jit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:
         print(f"vtok: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("vtok: interrupted (finished files are kept; run the command again to continue)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

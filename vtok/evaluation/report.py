@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..io.atomic import atomic_path
 from .compare import ModelScores
 
 COLUMNS = ("video", "model", "frames", "psnr", "psnr_pooled", "ssim", "lpips")
@@ -32,13 +32,6 @@ def mean_scores(scores: ModelScores) -> dict[str, float | int | None]:
     }
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _fmt(value: float | int | None) -> str:
     return "" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
 
@@ -50,13 +43,10 @@ def write_csv(path: Path, results: Sequence[ModelScores]) -> Path:
         for video, v in scores.videos.items():
             rows.append({"video": video, "model": scores.label, **v.summary()})
         rows.append({"video": "mean", "model": scores.label, **mean_scores(scores)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows({k: _fmt(row.get(k)) for k in COLUMNS} for row in rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -79,7 +69,8 @@ def write_json(path: Path, results: Sequence[ModelScores], settings: dict) -> Pa
             } for s in results
         },
     }
-    _atomic_text(path, json.dumps(data, indent=2, allow_nan=True))
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, allow_nan=True))
     return path
 
 
@@ -106,9 +97,7 @@ def write_plot(path: Path, results: Sequence[ModelScores]) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
     return path

@@ -9,7 +9,6 @@ which is what lets `vtok encode` skip finished videos after an interruption.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+
+from .atomic import atomic_path
 
 FORMAT = "vtok.tokens/1"
 
@@ -49,16 +50,10 @@ class TokenMeta:
 
 def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
     """Write tokens and metadata atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file({meta.tensor_name: tokens.detach().cpu().contiguous()}, str(tmp),
                   metadata={"vtok": json.dumps(asdict(meta))})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def read_token_meta(path: str | Path) -> TokenMeta:
