@@ -1,0 +1,1 @@
+"""Downloading checkpoints and datasets."""
