@@ -85,7 +85,7 @@ def write_plot(path: Path, results: Sequence[ModelScores]) -> Path:
     for scores in results:
         psnr = [p for v in scores.videos.values() for p in v.psnr_per_frame]
         mean = mean_scores(scores).get("psnr")
-        ax.plot(psnr, linewidth=1, label=f"{scores.label} ({scores.model}, mean {_fmt(mean)} dB)")
+        ax.plot(psnr, linewidth=1, label=f"{scores.label} ({scores.model}, mean {mean:.2f} dB)")
     if results:
         offset = 0
         for v in list(results[0].videos.values())[:-1]:
