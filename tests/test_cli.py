@@ -23,8 +23,8 @@ def write_training_checkpoint(path: Path) -> vtok.Tokenizer:
 def test_help_lists_the_commands():
     result = vtok_cli("--help")
     assert result.returncode == 0
-    for command in ("demo", "download-checkpoints", "download-hdvila", "index", "autoencode", "encode", "decode",
-                    "evaluate", "models", "inspect", "export-jit"):
+    for command in ("demo", "download-checkpoints", "download-hdvila", "index", "train", "autoencode", "encode",
+                    "decode", "evaluate", "models", "inspect", "export-jit"):
         assert command in result.stdout
 
 

@@ -7,9 +7,9 @@ import sys
 
 from .. import __version__
 from . import (autoencode, decode, demo, download_checkpoints, download_hdvila, encode, evaluate, export_jit, index,
-               inspect_cmd, models)
+               inspect_cmd, models, train)
 
-COMMANDS = (demo, download_checkpoints, download_hdvila, index, autoencode, encode, decode, evaluate, models,
+COMMANDS = (demo, download_checkpoints, download_hdvila, index, train, autoencode, encode, decode, evaluate, models,
             inspect_cmd, export_jit)
 
 

@@ -1,0 +1,102 @@
+"""Process group, device and data-parallel wrapping: torchrun's environment on CUDA (NCCL) or CPU (gloo).
+
+Without torchrun's variables the run is one process and no process group is made, so `vtok train` works
+anywhere. Unlike NVIDIA's `distributed.init` (spec 7.3), nothing here needs pynvml, libcudart or NCCL.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ContextManager
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config.schema import TrainerConfig
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process stands: its rank among `world_size`, its local rank and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return dist.is_available() and dist.is_initialized()
+
+
+def pick_device(choice: str, local_rank: int) -> torch.device:
+    """`auto`: this rank's CUDA device when CUDA is available, else the CPU."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ValueError("trainer.device=cuda, but torch sees no CUDA device (trainer.device=cpu to train on CPU)")
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def init_distributed(config: TrainerConfig) -> DistInfo:
+    """Join torchrun's process group when its variables are set (NCCL on CUDA, gloo on CPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(config.device, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if "MASTER_ADDR" in os.environ and "RANK" in os.environ and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(seconds=config.collective_timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+    return DistInfo(rank, world_size, local_rank, device)
+
+
+def close_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(value: Any, info: DistInfo) -> Any:
+    """Rank 0's `value` on every rank."""
+    if not info.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0, device=info.device if info.device.type == "cuda" else None)
+    return box[0]
+
+
+def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The sum over ranks (in place)."""
+    if info.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def wrap_data_parallel(network: nn.Module, info: DistInfo) -> nn.Module:
+    """DDP (gradients all-reduced, no buffer broadcasts: the network's buffers are constants); one process: as is."""
+    if not info.distributed or info.world_size == 1:
+        return network
+    device_ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(network, device_ids=device_ids, broadcast_buffers=False)
+
+
+def no_sync(model: nn.Module, skip: bool) -> ContextManager:
+    """Skip the gradient all-reduce of a non-final micro-step of gradient accumulation."""
+    if skip and isinstance(model, DistributedDataParallel):
+        return model.no_sync()
+    return nullcontext()

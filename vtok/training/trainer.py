@@ -1,0 +1,309 @@
+"""The post-training loop of spec 4.6, with its fixes: current EMA in every save, validation at start, logging.
+
+Setup follows spec 2.3's order with vtok's devices: build the network, load the starting weights (job
+checkpoint, else `load_path`, else scratch), move it to the device and precision, start the EMA, build AdamW
+and the warmup schedule over the network's parameters only, load the training state, wrap in DDP (or shard
+with FSDP2 before the optimizer is built, `trainer.parallelism=fsdp`). Then:
+
+    while iteration < max_iter:
+        grad_accum micro-steps of forward, loss, backward (gradients all-reduced on the last one)
+        clip (a non-finite norm skips the step), optimizer and scheduler step, iteration += 1, EMA update
+        log every logging_iter, save every save_iter, validate every validation_iter
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import resource
+import sys
+import time
+from functools import partial
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..cli.common import cpu_has_native_bf16
+from ..config.cli import save_config
+from ..config.schema import Config
+from ..data import build_dataloader
+from ..networks.config import overrides_of
+from ..networks.tokenizer import Tokenizer, tokenizer_from_config
+from .activations import checkpoint_blocks
+from .batches import training_batches, validation_batches
+from .checkpointing import (Checkpointer, JitExport, checkpoint_payload, cpu_copy, data_position, export_template,
+                            find_source, load_network_and_ema, load_training_state)
+from .distributed import DistInfo, all_reduce_sum, barrier, no_sync, wrap_data_parallel
+from .ema import EMA
+from .losses import build_losses
+from .optim import build_optimizer, build_scheduler, export_optimizer_state, with_group_step
+from .precision import Precision
+from .run_log import Scalars, setup_logging
+from .sharding import full_model_state, full_optimizer_state, full_tensor, load_full_optimizer_state, shard
+from .validation import evaluate
+
+log = logging.getLogger(__name__)
+
+JIT_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak memory of this process: CUDA allocations on a GPU, the resident set size on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def format_eta(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds)) if seconds < 86400 else f"{seconds / 86400:.1f} d"
+
+
+class Trainer:
+    """One training run of a resolved config on this rank."""
+
+    def __init__(self, config: Config, info: DistInfo) -> None:
+        self.config = config
+        self.info = info
+        self.device = info.device
+        self.folder = config.job.folder()
+        self.checkpoint_dir = self.folder / "checkpoints"
+        self.iteration = 0
+        self.data_step = 0  # training micro-batches this job consumed, for resuming mid-epoch
+        self.skipped_steps = 0
+        self.batches: Iterator[torch.Tensor] | None = None
+        self._setup()
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        config, info, trainer = self.config, self.info, self.config.trainer
+        self.fsdp = trainer.parallelism == "fsdp" and info.distributed and info.world_size > 1
+        if self.fsdp and trainer.precision == "bf16_pure":
+            raise ValueError("trainer.parallelism=fsdp works with trainer.precision=bf16_autocast or fp32, not "
+                             "bf16_pure")
+        if info.is_main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.folder)
+        setup_logging(self.folder if info.is_main else None, info.is_main)
+        log.info("job folder %s; %d process(es) on %s; precision %s", self.folder, info.world_size,
+                 self.device.type, trainer.precision)
+        if trainer.wandb:
+            log.warning("trainer.wandb=true ignored: Weights & Biases logging is not implemented (TensorBoard is)")
+        if self.device.type == "cpu" and trainer.precision != "fp32" and not cpu_has_native_bf16():
+            log.warning("this CPU has no native bf16 (AMX / AVX512-BF16): bf16 is emulated and slow; "
+                        "trainer.precision=fp32 is faster here")
+        if self.device.type == "cuda" and trainer.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
+
+        name = config.model.config.network_name
+        seed_everything(trainer.seed)  # one initialization on every rank
+        self.network: Tokenizer = tokenizer_from_config(config.network, name)
+        source = find_source(self.checkpoint_dir, config.checkpoint, name)
+        self.network.to(self.device)
+        self.ema = EMA(self.network, config.model.config.ema.beta, config.model.config.ema.warmup) \
+            if config.model.config.ema.enabled else None
+        load_network_and_ema(source, self.network, self.ema, config.checkpoint.strict_resume)
+        seed_everything(trainer.seed + info.rank)
+        if trainer.activation_checkpointing:
+            log.info("activation checkpointing on %d blocks", checkpoint_blocks(self.network))
+        if self.fsdp:
+            shard(self.network)
+            if self.ema is not None:
+                self.ema.shard_like(self.network)
+        self.precision = Precision(trainer.precision, self.network, self.device)
+        self.optimizer = build_optimizer(self.precision.optimizer_params(), config.optimizer, self.device)
+        self.scheduler = build_scheduler(self.optimizer, config.scheduler)
+        load_optimizer = partial(load_full_optimizer_state, self.network, self.optimizer) if self.fsdp else None
+        self.iteration = self.start_iteration = load_training_state(
+            source, config.checkpoint, config.optimizer, self.optimizer, self.scheduler, load_optimizer)
+        self.data_step = data_position(source)
+        del source
+        if trainer.compile:
+            if self.device.type == "cuda":
+                self.network.compile()
+            else:
+                log.info("trainer.compile ignored on the CPU")
+        self.model = self.network if self.fsdp else wrap_data_parallel(self.network, info)
+
+        loss_spec = config.model.config.loss
+        self.loss = build_losses(loss_spec.to_loss_config(), loss_spec.on_missing_vgg_weights).to(self.device)
+        log.info("loss terms: %s", ", ".join(["color"] + (["lpips"] if self.loss.perceptual is not None else [])
+                                            + (["kl"] if config.network.formulation == "VAE" else [])))
+        self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size,
+                                             trainer.seed)
+        self.val_loader = build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, trainer.seed) \
+            if trainer.run_validation else None
+        self.codebook_size = self.network.codebook_size if config.network.is_discrete else None
+
+        jit = None
+        if info.is_main and config.checkpoint.jit.enabled and self.ema is not None:
+            shape = config.checkpoint.jit.input_shape
+            jit = JitExport(export_template(lambda: tokenizer_from_config(config.network, name)),
+                            tuple(shape) if shape else None, JIT_DTYPES[config.checkpoint.jit.dtype])
+        self.checkpointer = Checkpointer(self.checkpoint_dir, config.checkpoint, jit) if info.is_main else None
+        self.scalars = Scalars(self.folder, trainer.tensorboard) if info.is_main else None
+        params = sum(p.numel() for p in self.network.parameters())
+        log.info("%s: %.1fM parameters; global batch %d clips; %s", self.network.name, params / 1e6,
+                 self.global_batch, "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process")
+
+    @property
+    def global_batch(self) -> int:
+        trainer = self.config.trainer
+        return self.config.dataloader_train.batch_size * trainer.grad_accum_iter * self.info.world_size
+
+    # ---------------------------------------------------------------- the loop
+    def train(self) -> dict[str, float]:
+        """Train up to `trainer.max_iter`; returns the last logged scalars."""
+        trainer = self.config.trainer
+        if self.batches is None:
+            self.batches = training_batches(self.train_loader, self.data_step)
+        if trainer.run_validation and trainer.validate_at_start:
+            self.validate()
+        bar = tqdm(total=trainer.max_iter, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
+                   disable=not (self.info.is_main and sys.stderr.isatty()))
+        window: list[tuple[dict[str, torch.Tensor], torch.Tensor, float]] = []
+        last: dict[str, float] = {}
+        try:
+            while self.iteration < trainer.max_iter:
+                start = time.perf_counter()
+                losses, grad_norm = self.train_step()
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                window.append((losses, grad_norm, time.perf_counter() - start))
+                bar.update(1)
+                if self.iteration % trainer.logging_iter == 0 or self.iteration == trainer.max_iter:
+                    last = self.log_window(window)
+                    bar.set_postfix(loss=f"{last['train/total']:.4f}")
+                    window = []
+                if self.iteration % self.config.checkpoint.save_iter == 0:
+                    self.save()
+                if trainer.run_validation and self.iteration % trainer.validation_iter == 0:
+                    self.validate()
+            if self.iteration > self.start_iteration and self.iteration % self.config.checkpoint.save_iter:
+                self.save()
+        finally:
+            bar.close()
+            if self.checkpointer is not None:
+                self.checkpointer.join()
+            if self.scalars is not None:
+                self.scalars.close()
+        if self.skipped_steps:
+            log.warning("%d optimizer step(s) skipped for a non-finite gradient norm", self.skipped_steps)
+        return last
+
+    def train_step(self) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimizer step over `grad_accum_iter` micro-batches; returns (mean loss terms, gradient norm)."""
+        accum = self.config.trainer.grad_accum_iter
+        totals: dict[str, torch.Tensor] = {}
+        self.model.train()
+        for micro in range(accum):
+            x = next(self.batches).to(self.device, non_blocking=True)
+            self.data_step += 1
+            if self.fsdp:
+                self.network.set_requires_gradient_sync(micro == accum - 1)
+            with no_sync(self.model, skip=micro < accum - 1):
+                with self.precision.autocast():
+                    output = self.model(self.precision.cast_input(x))
+                losses, total = self.loss(x, output, self.iteration)
+                (total / accum).backward()
+            for key, value in {**losses, "total": total}.items():
+                totals[key] = totals.get(key, 0) + value.detach().float() / accum
+        self.precision.grads_to_masters()
+        params = self.precision.optimizer_params()
+        max_norm = self.config.trainer.clip_grad_norm or math.inf
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if torch.isfinite(grad_norm):
+            self.optimizer.step()
+        else:
+            self.skipped_steps += 1
+            log.warning("iteration %d: gradient norm %s, step skipped", self.iteration, float(grad_norm))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.precision.masters_to_network()
+        self.iteration += 1
+        if self.ema is not None:
+            self.ema.update(self.precision.named_master_params())
+        return totals, grad_norm.detach()
+
+    # ---------------------------------------------------------------- logging, saving, validation
+    def log_window(self, window: list[tuple[dict[str, torch.Tensor], torch.Tensor, float]]) -> dict[str, float]:
+        """Average the window's losses over steps and ranks; log one line and the scalars."""
+        keys = list(window[0][0])
+        stacked = torch.stack([torch.stack([w[0][k] for k in keys]) for w in window]).mean(0)
+        means = all_reduce_sum(stacked.to(self.device), self.info) / self.info.world_size
+        step_time = sum(w[2] for w in window) / len(window)
+        values = {f"train/{k}": float(v) for k, v in zip(keys, means)}
+        values.update({"train/grad_norm": float(torch.stack([w[1] for w in window]).float().mean()),
+                       "train/lr": float(self.optimizer.param_groups[0]["lr"]), "perf/step_time_s": step_time,
+                       "perf/clips_per_s": self.global_batch / step_time,
+                       "perf/peak_memory_gb": peak_memory_gb(self.device)})
+        terms = " ".join(f"{k} {float(v):.4f}" for k, v in zip(keys, means) if k != "total")
+        eta = step_time * (self.config.trainer.max_iter - self.iteration)
+        log.info("it %d/%d | loss %.6f (%s) | lr %.3g | grad %.3g | %.3f s/it %.3g clips/s | peak %.2f GB | eta %s",
+                 self.iteration, self.config.trainer.max_iter, values["train/total"], terms, values["train/lr"],
+                 values["train/grad_norm"], step_time, values["perf/clips_per_s"], values["perf/peak_memory_gb"],
+                 format_eta(eta))
+        if self.scalars is not None:
+            self.scalars.add(values, self.iteration)
+        return values
+
+    def full_state(self) -> tuple[dict, dict, dict | None]:
+        """(network state, optimizer state, EMA shadow), whole: gathered by every rank under FSDP, for rank 0."""
+        shadow = self.ema.shadow if self.ema is not None else None
+        if self.fsdp:
+            return (full_model_state(self.network), with_group_step(full_optimizer_state(self.network, self.optimizer)),
+                    {k: full_tensor(v) for k, v in shadow.items()} if shadow is not None else None)
+        if self.checkpointer is None:
+            return {}, {}, None
+        return self.network.state_dict(), export_optimizer_state(self.optimizer), shadow
+
+    def save(self) -> None:
+        """`iter_N.pt` (+ jits from the EMA) on rank 0, written in the background."""
+        network_state, optimizer_state, shadow = self.full_state()
+        if self.checkpointer is None:
+            return
+        network_state = cpu_copy(network_state)
+        ema_state = {**network_state, **cpu_copy(shadow)} if shadow is not None else None
+        name = self.config.model.config.network_name
+        meta = {"format": 1, "data_step": self.data_step, "world_size": self.info.world_size,
+                "ema_updates": self.ema.updates if self.ema is not None else 0}
+        if name is not None:
+            meta.update(name=name, overrides=overrides_of(name, self.config.network))
+        ema_entries = EMA.key_layout(shadow) if shadow is not None else {}
+        payload = checkpoint_payload(network_state, ema_entries, optimizer_state, self.scheduler.state_dict(),
+                                     self.iteration, meta)
+        self.checkpointer.save(self.iteration, cpu_copy(payload), ema_state)
+
+    def validate(self) -> dict[str, float]:
+        """PSNR/SSIM (and code usage) of the regular and the EMA weights on the held-out batches."""
+        if self.val_loader is None:
+            return {}
+        limit = self.config.trainer.max_val_iter
+        args = (self.precision.autocast, self.precision.cast_input, self.codebook_size, self.info)
+        batches = [x.to(self.device) for x in validation_batches(self.val_loader, limit)]
+        if not batches:
+            log.warning("validation skipped: the validation split has no clips for this rank")
+            return {}
+        values, sample = evaluate(self.network, batches, *args, prefix="val/")
+        if self.ema is not None:
+            with self.ema.swapped(self.network):
+                ema_values, ema_sample = evaluate(self.network, batches, *args, prefix="val/ema_")
+            values.update(ema_values)
+        log.info("validation at %d: %s", self.iteration, " | ".join(f"{k[4:]} {v:.4f}" for k, v in values.items()))
+        if self.scalars is not None:
+            self.scalars.add(values, self.iteration)
+            if sample is not None:
+                self.scalars.add_clip("val/reconstruction", *sample, self.iteration)
+                if self.ema is not None:
+                    self.scalars.add_clip("val/ema_reconstruction", *ema_sample, self.iteration)
+        barrier(self.info)
+        return values
