@@ -81,7 +81,8 @@ def main() -> None:
     print(f"\n{args.model} autoencode, {args.frames}x{args.height}x{args.width}, {args.dtype} on {args.device}")
     print(f"{'window:overlap[:tile]':<24} {'seconds':>8} {'peak RSS GiB':>13} {'vs first':>9}")
     for r in rows:
-        print(f"{r['setting']:<24} {r['seconds']:>8} {r['peak_rss_gib']:>13} {r['peak_rss_gib'] / base['peak_rss_gib']:>8.2f}x")
+        ratio = r["peak_rss_gib"] / base["peak_rss_gib"]
+        print(f"{r['setting']:<24} {r['seconds']:>8} {r['peak_rss_gib']:>13} {ratio:>8.2f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows},
                                     indent=2, default=str))

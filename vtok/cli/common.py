@@ -34,4 +34,5 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The dtype a `--dtype` value means on `device` ("auto": the fastest accurate choice)."""
     if name != "auto":
         return DTYPES[name]
-    return torch.bfloat16 if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()) else torch.float32
+    native = device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return torch.bfloat16 if native else torch.float32

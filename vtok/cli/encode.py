@@ -40,7 +40,8 @@ def _meta(engine: TokenizerEngine, pipeline: Pipeline, source: Path, layout: Fra
           fps: str, num_frames: int, source_size: tuple[int, int], checkpoint: list[str]) -> TokenMeta:
     windows = pipeline.windows
     return TokenMeta(
-        model=engine.name, overrides=overrides_of(engine.name, engine.config), kind="discrete" if engine.is_discrete else "continuous",
+        model=engine.name, overrides=overrides_of(engine.name, engine.config),
+        kind="discrete" if engine.is_discrete else "continuous",
         media=media, fps=fps, num_frames=num_frames, height=layout.height, width=layout.width,
         padding=layout.padding, source=str(source), source_height=source_size[0], source_width=source_size[1],
         temporal_window=windows.frames if windows else 0, temporal_overlap=windows.overlap if windows else 0,

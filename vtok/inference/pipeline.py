@@ -71,7 +71,8 @@ class Pipeline:
                  temporal_overlap: int | None = None, tile: tuple[int, int] | None = None,
                  tile_overlap: int | None = None, short_size: int | None = None) -> None:
         self.engine = engine
-        self.windows = TemporalWindows.resolve(engine.tc, temporal_window, temporal_overlap) if engine.is_video else None
+        self.windows = (TemporalWindows.resolve(engine.tc, temporal_window, temporal_overlap)
+                        if engine.is_video else None)
         self.tiling = Tiling.resolve(engine.sc, tile, tile_overlap)
         self.short_size = short_size
         self.token_dim = 1 if engine.is_discrete else 2  # time axis of indices [B,t,h,w] / latents [B,C,t,h,w]
