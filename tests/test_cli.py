@@ -77,10 +77,3 @@ def test_missing_checkpoint_is_one_clear_line(tmp_path):
     result = vtok_cli("export-jit", "--checkpoint", str(tmp_path / "nope.pt"))
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"vtok: error: no such checkpoint: {tmp_path / 'nope.pt'}"]
-
-
-def test_demo_runs_end_to_end(tmp_path):
-    result = vtok_cli("demo", "--output_dir", str(tmp_path / "demo"), "--channels", "16")
-    assert result.returncode == 0, result.stderr
-    assert "max |jit - eager| = " in result.stdout
-    assert (tmp_path / "demo" / "autoencoder.jit").exists()

@@ -73,7 +73,7 @@ def test_video_basic_and_base_defaults_follow_the_reference():
     assert (trainer.max_iter, trainer.validation_iter, trainer.max_val_iter, trainer.logging_iter, trainer.seed) == (
         10_000_000, 5000, 1, 100, 1234)
     assert (trainer.clip_grad_norm, trainer.precision, trainer.parallelism, trainer.grad_accum_iter) == (
-        1.0, "bf16_autocast", "ddp", 1)
+        1.0, "auto", "ddp", 1)
     opt = base.optimizer
     assert (opt.lr, opt.betas, opt.eps, opt.weight_decay) == (1e-4, (0.5, 0.999), 1e-8, 0.01)
     assert (base.scheduler.name, base.scheduler.warmup) == ("warmup", 5000)
@@ -198,8 +198,10 @@ def test_loss_alias_reaches_the_nvidia_key():
     assert not perceptual.enabled and perceptual.gram_enabled
     assert config.model.config.loss.config.flow.config.scale == 4
     assert apply_overrides(config, ["loss.reduce=SUM"]).model.config.loss.config.reduce == "SUM"
-    with pytest.raises(ValueError, match="loss.flow.enabled=true is not implemented"):
-        parse_train_args([f"experiment={CV}", "loss.flow.enabled=true"])
+    enabled, _ = parse_train_args([f"experiment={CV}", "loss.flow.enabled=true", "loss.flow.network=raft.jit"])
+    assert enabled.model.config.loss.config.flow.config.network == "raft.jit"
+    with pytest.raises(ValueError, match="loss.flow.scale must be at least 1, got 0"):
+        parse_train_args([f"experiment={CV}", "loss.flow.scale=0"])
     with pytest.raises(ValueError, match="Did you mean .*perceptual.config.lpips_values"):
         apply_overrides(Config(), ["loss.perceptual.lpips_value=[1]"])
 
@@ -226,7 +228,7 @@ def test_unknown_keys_name_the_closest_valid_ones(override, message):
     ("trainer.max_iter=null", "trainer.max_iter: expected int, got 'null'"),
     ("optimizer.lr=fast", "optimizer.lr: expected float, got 'fast'"),
     ("trainer.clip_grad_norm=none!", "trainer.clip_grad_norm: expected float or null, got 'none!'"),
-    ("trainer.precision=bf16", "trainer.precision: expected one of 'bf16_autocast', 'bf16_pure', 'fp32', got 'bf16'"),
+    ("trainer.precision=bf16", "trainer.precision: expected one of 'auto', 'bf16_autocast', 'bf16_pure', 'fp32', got 'bf16'"),
     ("optimizer.betas=[0.9]", "optimizer.betas: expected list of 2 float, got '[0.9]'"),
     ("optimizer.betas=0.9", "optimizer.betas: expected list of 2 float, got '0.9'"),
     ("checkpoint.jit.input_shape=[1,3,a]", "checkpoint.jit.input_shape: expected list of int or null"),

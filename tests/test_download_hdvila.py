@@ -8,9 +8,7 @@ import json
 import re
 import subprocess
 import sys
-import threading
 from fractions import Fraction
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +16,7 @@ import pytest
 
 import vtok.io as vio
 from conftest import REPO_ROOT
+from loopback_http import file_server
 from vtok.cli import download_hdvila
 from vtok.download.fetch import DownloadError, HttpDownloader, download, downloader_for
 from vtok.download.hdvila import HdvilaLayout, iter_records, parse_time, plan_videos
@@ -78,53 +77,10 @@ def sources(tmp_path_factory) -> dict[str, bytes]:
     return files
 
 
-class Handler(BaseHTTPRequestHandler):
-    """Serves `server.routes[path]` = (kind, payload): `file` bytes with Range support, `drop_once` (half the
-    body, then the connection closes; whole afterwards), or `status` (that HTTP error, always)."""
-
-    def do_GET(self) -> None:
-        server = self.server
-        server.requests.append((self.path, self.headers.get("Range")))
-        kind, payload = server.routes.get(self.path, ("status", 404))
-        if kind == "status":
-            self.send_error(payload)
-            return
-        start = 0
-        if match := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or ""):
-            start = int(match[1])
-            if start >= len(payload):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(payload)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        else:
-            self.send_response(200)
-        body = payload[start:]
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if kind == "drop_once" and self.path not in server.dropped:
-            server.dropped.add(self.path)
-            body = body[: len(body) // 2]
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.routes, httpd.requests, httpd.dropped = {}, [], set()
-    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with file_server() as httpd:
+        yield httpd
 
 
 def write_jsonl(path: Path, lines: list[dict | str]) -> None:

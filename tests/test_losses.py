@@ -184,14 +184,6 @@ def test_disabled_perceptual_needs_no_weights(no_weights: Path, caplog: pytest.L
     assert not caplog.records
 
 
-@pytest.mark.parametrize("term, match", [("flow", "RAFT"), ("video_consistency", "not implemented")])
-def test_unavailable_terms_raise(term: str, match: str) -> None:
-    config = LossConfig()
-    getattr(config, term).enabled = True
-    with pytest.raises(ValueError, match=match):
-        build_losses(config)
-
-
 def test_kl_for_vae_posteriors_only() -> None:
     z = torch.randn(2, 8, 2, 4, 4)
     _, (mean, logvar) = GaussianDistribution()(z)

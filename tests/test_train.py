@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -227,3 +228,69 @@ def test_validation_and_tensorboard_scalars(tmp_path):
             "val/psnr", "val/ssim", "val/ema_psnr", "val/ema_ssim"} <= tags
     assert [e.step for e in events.Scalars("val/psnr")] == [0, 1]
     assert "val/reconstruction" in events.Tags()["images"]
+    previews = sorted(p.name for p in (trainer.folder / "previews").iterdir())
+    assert previews == ["iter_000000000.mp4", "iter_000000001.mp4"]
+    from vtok.io.video import probe_video
+    info = probe_video(trainer.folder / "previews" / previews[-1])
+    assert (info.num_frames, info.height, info.width) == (9, 32, 3 * 32)  # input | reconstruction | EMA
+
+
+def test_weights_and_biases_run_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    trainer = make_trainer(tmp_path, "wb", "trainer.max_iter=1", "trainer.wandb=true", "trainer.run_validation=true",
+                           "trainer.validate_at_start=false", "trainer.validation_iter=1", "trainer.tensorboard=false")
+    trainer.train()
+    run_id = (trainer.folder / "wandb_run_id.txt").read_text().strip()
+    runs = list((trainer.folder / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert len(runs) == 1
+    keys = (b"train/total", b"train/color", b"val/psnr", b"val/ema_ssim", b"val/reconstruction")
+    deadline = time.monotonic() + 60  # W&B's service process writes the run file after finish() returns
+    while not all(key in runs[0].read_bytes() for key in keys) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    data = runs[0].read_bytes()
+    for key in keys:
+        assert key in data, key
+
+
+def test_auto_precision_is_bf16_only_where_bf16_is_native():
+    from vtok.cli.common import cpu_has_native_bf16
+    from vtok.training.precision import resolve_precision
+
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16_autocast"
+    expected = "bf16_autocast" if cpu_has_native_bf16() else "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("bf16_pure", torch.device("cpu")) == "bf16_pure"
+
+
+def test_training_with_video_consistency_windows(tmp_path):
+    trainer = make_trainer(tmp_path, "vc", "trainer.max_iter=2", "loss.video_consistency.enabled=true",
+                           "loss.video_consistency.num_frames=5", "loss.video_consistency.step=4",
+                           "trainer.precision=fp32")
+    last = trainer.train()
+    assert trainer.iteration == 2 and last["train/video_consistency"] > 0
+    assert "loss terms: color, video_consistency" in (trainer.folder / "stdout.log").read_text()
+
+
+def test_loaded_optimizer_state_follows_channels_last_parameters():
+    from vtok.training.optim import match_param_layouts
+
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(4, 3, 2, 3, 5).contiguous(memory_format=torch.channels_last_3d))
+    grads = [torch.randn(weight.shape) for _ in range(2)]
+    reference = torch.nn.Parameter(weight.detach().clone().contiguous())
+    ref_opt = torch.optim.AdamW([reference], lr=0.1, fused=True)
+    opt = torch.optim.AdamW([weight], lr=0.1, fused=True)
+    for g, (p, o) in itertools.product(grads[:1], ((reference, ref_opt), (weight, opt))):
+        p.grad = torch.empty_like(p).copy_(g)
+        o.step()
+    saved = {"state": {0: {k: v.contiguous() for k, v in opt.state_dict()["state"][0].items()}},
+             "param_groups": opt.state_dict()["param_groups"]}
+    opt.load_state_dict(saved)
+    match_param_layouts(opt)
+    assert opt.state[weight]["exp_avg"].stride() == weight.stride()
+    for p, o in ((reference, ref_opt), (weight, opt)):
+        p.grad = torch.empty_like(p).copy_(grads[1])
+        o.step()
+    torch.testing.assert_close(weight.detach(), reference.detach(), rtol=0, atol=0)

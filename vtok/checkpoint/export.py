@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import torch
 
 from ..networks.config import overrides_of
+from ..networks.fastpath import set_memory_format
 from ..networks.tokenizer import Tokenizer
 from ..io.atomic import atomic_path
 from .load import METADATA_FILE
@@ -71,7 +72,8 @@ def export_jit(
         raise ValueError(f"unknown export part(s) {sorted(unknown)}; expected some of {sorted(RELEASE_NAMES)}")
     shape = check_example_shape(tok, example_shape or default_example_shape(tok))
     device = torch.device(device) if device is not None else tok.device
-    model = copy.deepcopy(tok).to(device=device, dtype=dtype).eval()
+    # contiguous weights: the exported files hold plain tensors, whatever layout `tok` runs in
+    model = set_memory_format(copy.deepcopy(tok).to(device=device, dtype=dtype).eval(), torch.contiguous_format)
     generator = torch.Generator().manual_seed(seed)
     x = (torch.rand(shape, generator=generator) * 2 - 1).to(device=device, dtype=dtype)
 

@@ -38,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(paths)} files: {len(readable)} readable videos ({frames} frames), {len(unreadable)} unreadable; "
           f"{result.probed} probed, {result.reused} unchanged since the last index")
     if args.num_video_frames:
-        short = sum(1 for r in readable if (r.num_frames or 0) < args.num_video_frames)
-        print(f"{short} readable videos are shorter than {args.num_video_frames} frames")
+        short = {p: r.num_frames or 0 for p, r in result.records.items()
+                 if r.readable and (r.num_frames or 0) < args.num_video_frames}
+        print(f"{len(short)} readable videos are shorter than {args.num_video_frames} frames")
+        for path, frames in short.items():
+            print(f"  short {path}: {frames} frames")
     for path, reason in unreadable.items():
         print(f"  unreadable {path}: {reason}")
     for manifest in result.written:

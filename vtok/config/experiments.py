@@ -86,6 +86,7 @@ def mock(config: Config) -> Config:
     checkpoint = config.checkpoint
     checkpoint.strict_resume, checkpoint.load_training_state, checkpoint.save_iter = False, False, 2
     checkpoint.load_path = None
+    checkpoint.jit.input_shape = None  # the smallest valid example: tracing at 17x512x512 takes minutes on a CPU
     config.model.config.loss.on_missing_vgg_weights = "warn"
     return config
 

@@ -19,6 +19,7 @@ from typing import Literal
 from ..data.config import DatasetConfig, LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
 from ..networks.config import NAMED_CONFIGS, TokenizerConfig, canonical_name, get_config
+from ..training.consistency import check_windows
 from ..training.loss_config import (ColorConfig, FlowConfig, KLConfig, LossConfig, PerceptualConfig,
                                     VideoConsistencyConfig)
 
@@ -65,11 +66,14 @@ class TrainerConfig:
     seed: int = 1234  # offset by the rank
     grad_accum_iter: int = 1
     clip_grad_norm: float | None = 1.0  # None: no clipping
-    precision: Literal["bf16_autocast", "bf16_pure", "fp32"] = "bf16_autocast"  # bf16_pure: NVIDIA's bf16 weights
+    # auto: bf16_autocast on CUDA and on CPUs with native bf16, else fp32; bf16_pure: NVIDIA's bf16 weights
+    precision: Literal["auto", "bf16_autocast", "bf16_pure", "fp32"] = "auto"
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard, sharding weights and optimizer state
     activation_checkpointing: bool = False
+    channels_last: bool = True  # channels_last_3d weights and activations (faster convs); not with FSDP
     compile: bool = False  # torch.compile the network (ignored on CPU)
     collective_timeout_s: int = 1800  # process-group timeout
+    max_nonfinite_steps: int = 10  # stop after this many optimizer steps in a row with a non-finite gradient norm
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA with NCCL when available, else CPU with gloo
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA, as NVIDIA
     tensorboard: bool = True
@@ -79,7 +83,8 @@ class TrainerConfig:
         for key in ("max_iter", "seed"):
             if getattr(self, key) < 0:
                 _fail(f"trainer.{key}", f"must be 0 or more, got {getattr(self, key)}")
-        for key in ("validation_iter", "max_val_iter", "logging_iter", "grad_accum_iter", "collective_timeout_s"):
+        for key in ("validation_iter", "max_val_iter", "logging_iter", "grad_accum_iter", "collective_timeout_s",
+                    "max_nonfinite_steps"):
             if getattr(self, key) < 1:
                 _fail(f"trainer.{key}", f"must be at least 1, got {getattr(self, key)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
@@ -125,7 +130,7 @@ class OptimizerConfig:
     betas: tuple[float, float] = (0.5, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.01
-    fused: bool | None = None  # None: fused on CUDA, not on CPU
+    fused: bool | None = None  # None: fused (one kernel for all parameters) on CUDA and CPU
 
     def validate(self) -> None:
         if self.lr <= 0:
@@ -290,6 +295,10 @@ class Config:
         for key in ("dataloader_train", "dataloader_val"):
             _validate_loader(key, getattr(self, key), self.network)
         _validate_jit_shape(self.checkpoint.jit.input_shape, self.network)
+        consistency = self.model.config.loss.config.video_consistency.config
+        if consistency.enabled:
+            check_windows(self.dataloader_train.dataset.num_video_frames, consistency.num_frames, consistency.step,
+                          self.network.temporal_compression)
 
 
 def _validate_loader(key: str, loader: LoaderConfig, network: TokenizerConfig) -> None:

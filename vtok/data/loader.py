@@ -9,7 +9,10 @@ the dataset, so even persistent workers know the epoch; call `set_epoch(loader, 
 from __future__ import annotations
 
 import functools
+import os
 import random
+import signal
+import threading
 from typing import Iterator
 
 import numpy as np
@@ -47,7 +50,24 @@ def collate(samples: list[dict]) -> dict:
     return default_collate(samples)
 
 
+def _stop_on_parent_sigterm_only() -> None:
+    """In a worker: obey SIGTERM from the parent (DataLoader shutdown, interpreter exit) and ignore it from anyone
+    else. torchrun and schedulers signal the whole process group, and a worker killed by that would crash the
+    rank before the trainer saves and stops; the rank ends its workers itself."""
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # inherited by the worker's later threads
+
+    def wait() -> None:
+        while True:
+            if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+                os._exit(0)
+
+    threading.Thread(target=wait, name="vtok-sigterm", daemon=True).start()
+
+
 def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
+    """Seed a worker from (seed, rank, worker); SIGTERM only from its rank (see `_stop_on_parent_sigterm_only`)."""
+    _stop_on_parent_sigterm_only()
     state = np.random.SeedSequence([seed % 2**63, rank, worker_id]).generate_state(2)
     random.seed(int(state[0]))
     np.random.seed(int(state[1]))

@@ -12,13 +12,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import swish
+from .fastpath import memory_format_of
 
 
 def prepend_first_frame(x: torch.Tensor, count: int) -> torch.Tensor:
-    """Causal time padding: `count` copies of frame 0 in front of a [B,C,T,H,W] tensor."""
+    """Causal time padding: `count` copies of frame 0 in front of a [B,C,T,H,W] tensor, in x's memory format.
+
+    torch.cat of an expanded frame returns the contiguous format, which channels_last_3d convs then copy back;
+    for those, one buffer in x's format is written instead.
+    """
     if count == 0:
         return x
-    return torch.cat([x[:, :, :1].expand(-1, -1, count, -1, -1), x], dim=2)
+    layout = memory_format_of(x)
+    if layout == torch.contiguous_format or torch.jit.is_tracing():
+        return torch.cat([x[:, :, :1].expand(-1, -1, count, -1, -1), x], dim=2)
+    b, c, t, h, w = x.shape
+    out = torch.empty((b, c, t + count, h, w), dtype=x.dtype, device=x.device, memory_format=layout)
+    out[:, :, count:] = x
+    out[:, :, :count] = x[:, :, :1]
+    return out
 
 
 class CausalConv3d(nn.Module):

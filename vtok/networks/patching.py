@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from .layers3d import prepend_first_frame
+
 
 def _split_pairs(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Halves (low, high) along `dim`; an odd size is first reflect-padded by one sample at the end."""
@@ -62,7 +64,7 @@ class Patcher3D(_HaarBuffers):
         self.register_buffer("patch_size_buffer", torch.tensor([patch_size], dtype=torch.int32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x[:, :, :1].expand(-1, -1, self.patch_size - 1, -1, -1), x], dim=2)
+        x = prepend_first_frame(x, self.patch_size - 1)
         for _ in range(self.rounds):
             x = haar_analysis(x, (2, 3, 4))
         return x

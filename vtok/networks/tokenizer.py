@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .config import TokenizerConfig
+from .fastpath import memory_format_of
 from .fsq import FSQuantizer, InvQuantizerJit
 from .image import Decoder, Encoder
 from .layers3d import pointwise_conv
@@ -98,6 +99,18 @@ class Tokenizer(nn.Module):
         return next(self.parameters()).device
 
     @property
+    def memory_format(self) -> torch.memory_format:
+        """torch.channels_last_3d when the video network's weights are stored so (then inputs are too)."""
+        return memory_format_of(self.encoder.conv_in[0].conv3d.weight) if self.config.is_video \
+            else torch.contiguous_format
+
+    def _to_model(self, x: torch.Tensor) -> torch.Tensor:
+        """x on the model's device, dtype and memory format."""
+        x = x.to(device=self.device, dtype=self.dtype)
+        layout = self.memory_format
+        return x if layout == torch.contiguous_format else x.contiguous(memory_format=layout)
+
+    @property
     def compression(self) -> tuple[int, int]:
         """(temporal, spatial) compression; temporal is 1 for image models."""
         return self.config.time_factor, self.config.spatial_compression
@@ -146,13 +159,13 @@ class Tokenizer(nn.Module):
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         self._require("encoder")
         self.check_input_shape(tuple(x.shape))
-        return x.to(device=self.device, dtype=self.dtype)
+        return self._to_model(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Latent (continuous) or codes (discrete) -> reconstruction in roughly [-1, 1] (not clamped)."""
         self._require("decoder")
         self._check_latent(z)
-        return self.decoder(self.post_quant_conv(z.to(device=self.device, dtype=self.dtype)))
+        return self.decoder(self.post_quant_conv(self._to_model(z)))
 
 
 class ContinuousTokenizer(Tokenizer):

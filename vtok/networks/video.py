@@ -7,6 +7,7 @@ from torch import nn
 
 from .common import build_down_levels, build_up_levels, new_mid, run_level, run_mid, swish
 from .config import TokenizerConfig
+from .fastpath import memory_format_of
 from .layers3d import (
     CausalHybridDownsample3d,
     CausalHybridUpsample3d,
@@ -38,7 +39,8 @@ class EncoderFactorized(nn.Module):
         self.conv_out = factorized_conv(block_in, cfg.z_channels * cfg.z_factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(self.patcher3d(x))
+        h = self.patcher3d(x)  # the Haar bands come out contiguous: give conv_in its weights' layout
+        h = self.conv_in(h.contiguous(memory_format=memory_format_of(self.conv_in[0].conv3d.weight)))
         for level in self.down:
             h = run_level(level, h)
         h = run_mid(self.mid, h)

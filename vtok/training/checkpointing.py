@@ -3,7 +3,8 @@
 `iter_{N:09d}.pt` holds `model` (`network.*` and `ema.network-*`), `optimizer`, `scheduler`,
 `grad_scaler: {}` and `iteration`, plus a `vtok` entry (model name, config overrides, data position, EMA
 update count) that NVIDIA's loader ignores. Files are written atomically by a background thread from CPU
-copies, then `latest_checkpoint.txt` names the new file; `iter_N_{enc,dec,ema}.jit` are traced from the EMA
+copies (to a temporary name, flushed to the disk, then renamed; a killed save's temporary is removed at the next
+start), then `latest_checkpoint.txt` names the new file; `iter_N_{enc,dec,ema}.jit` are traced from the EMA
 weights on the CPU in that thread, so training goes on meanwhile. The next save, and the end of training,
 wait for it (and re-raise its error, if any).
 
@@ -14,7 +15,9 @@ reads; for `.jit` files and jit-only folders the weights only), else scratch.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,36 @@ LATEST_FILE = "latest_checkpoint.txt"
 JIT_SUFFIXES = {"encoder": "_enc.jit", "decoder": "_dec.jit", "autoencoder": "_ema.jit"}
 
 
+class CheckpointSaveError(RuntimeError):
+    """Writing a checkpoint failed; the files written before it are untouched."""
+
+
+STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+                  errno.EFBIG: "the file size limit was reached"}
+
+
+def describe_save_error(error: BaseException) -> str:
+    """What went wrong writing a file, in words: 'the disk is full ([Errno 28] ...)' or the error itself.
+
+    torch.save reports a failed write as a RuntimeError whose context is the OSError, so the chain is searched."""
+    seen: BaseException | None = error
+    while seen is not None:
+        cause = STORAGE_ERRNOS.get(getattr(seen, "errno", None))
+        if cause:
+            return f"{cause} ({seen})"
+        seen = seen.__cause__ or seen.__context__
+    return (str(error) or type(error).__name__).strip()
+
+
+def save_durably(payload: dict[str, Any], path: Path) -> None:
+    """torch.save through a Python file (so write errors keep their errno), flushed to the disk before returning,
+    so neither a killed process nor a crashed machine leaves a half-written file once it is renamed."""
+    with open(path, "wb") as handle:
+        torch.save(payload, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:09d}.pt"
 
@@ -48,9 +81,9 @@ def jit_names(iteration: int) -> dict[str, str]:
 
 
 def cpu_copy(obj: Any) -> Any:
-    """A deep copy with every tensor on the CPU (never aliasing a tensor training will change)."""
+    """A deep copy with every tensor on the CPU in the plain layout (never aliasing a tensor training will change)."""
     if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
+        return obj.detach().to("cpu", copy=True).contiguous()
     if isinstance(obj, dict):
         return {k: cpu_copy(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -83,7 +116,14 @@ class Checkpointer:
         self.config = config
         self.jit = jit
         self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
+        self._error: tuple[int, BaseException] | None = None
+        self._remove_stale_temporaries()
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of saves a killed run left half written (never under a checkpoint's name)."""
+        for stale in self.folder.glob(".*.tmp*"):
+            log.warning("removing %s, left half written by an interrupted save", stale)
+            stale.unlink(missing_ok=True)
 
     def save(self, iteration: int, payload: dict[str, Any], ema_network_state: dict[str, torch.Tensor] | None) -> None:
         """Write `payload` (CPU tensors) and, from `ema_network_state` (bare keys, CPU), the jits, in the background."""
@@ -98,14 +138,18 @@ class Checkpointer:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            error, self._error = self._error, None
-            raise RuntimeError(f"saving a checkpoint failed: {error}") from error
+            (iteration, error), self._error = self._error, None
+            latest = self.folder / LATEST_FILE
+            kept = (f"the last complete checkpoint, {latest.read_text().strip()}, is intact" if latest.is_file()
+                    else "no earlier checkpoint exists")
+            raise CheckpointSaveError(f"saving {self.folder / checkpoint_name(iteration)} failed: "
+                                      f"{describe_save_error(error)}; {kept}") from error
 
     def _write(self, iteration: int, payload: dict[str, Any], ema_network_state: dict[str, torch.Tensor] | None) -> None:
         try:
             path = self.folder / checkpoint_name(iteration)
             with atomic_path(path) as tmp:
-                torch.save(payload, tmp)
+                save_durably(payload, tmp)
             with atomic_path(self.folder / LATEST_FILE) as tmp:
                 tmp.write_text(path.name + "\n")
             log.info("saved %s", path)
@@ -113,7 +157,7 @@ class Checkpointer:
                 self._export(iteration, ema_network_state)
             self._prune()
         except BaseException as err:  # surfaced by join() in the training thread
-            self._error = err
+            self._error = (iteration, err)
 
     def _export(self, iteration: int, state: dict[str, torch.Tensor]) -> None:
         network = self.jit.network
@@ -156,6 +200,21 @@ def read_training_file(path: Path) -> dict[str, Any]:
     return obj
 
 
+def existing_load_path(config: CheckpointConfig) -> Path:
+    """`checkpoint.load_path` as a path; FileNotFoundError, saying what to do, when nothing is there."""
+    path = Path(config.load_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint.load_path={config.load_path}: no such file or folder (download it with "
+                                "`vtok download-checkpoints`, or set checkpoint.load_path=null to start from scratch)")
+    return path
+
+
+def check_start(checkpoint_dir: Path, config: CheckpointConfig) -> None:
+    """Before anything is built: the checkpoint `find_source` will read exists (a job checkpoint, else load_path)."""
+    if not (Path(checkpoint_dir) / LATEST_FILE).is_file() and config.load_path is not None:
+        existing_load_path(config)
+
+
 def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: str | None) -> Source:
     """The job's latest checkpoint, else `checkpoint.load_path`, else scratch (spec 2.3)."""
     latest = checkpoint_dir / LATEST_FILE
@@ -167,10 +226,7 @@ def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: st
         return Source("resume", path, read_training_file(path))
     if config.load_path is None:
         return Source("scratch")
-    path = Path(config.load_path).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint.load_path={config.load_path}: no such file or folder (download it with "
-                                "`vtok download-checkpoints`, or set checkpoint.load_path=null to start from scratch)")
+    path = existing_load_path(config)
     if path.is_dir() and (path / "model.pt").is_file():
         path = path / "model.pt"
     if path.is_file() and path.suffix != ".jit":

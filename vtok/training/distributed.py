@@ -7,6 +7,7 @@ anywhere. Unlike NVIDIA's `distributed.init` (spec 7.3), nothing here needs pynv
 from __future__ import annotations
 
 import os
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,13 +57,41 @@ def init_distributed(config: TrainerConfig) -> DistInfo:
         torch.cuda.set_device(device)
     if "MASTER_ADDR" in os.environ and "RANK" in os.environ and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=config.collective_timeout_s),
+        timeout = timedelta(seconds=config.collective_timeout_s)
+        dist.init_process_group(backend, store=attempt_store(rank, world_size, timeout), rank=rank,
+                                world_size=world_size, timeout=timeout,
                                 device_id=device if device.type == "cuda" else None)
     return DistInfo(rank, world_size, local_rank, device)
 
 
+def attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
+    """The rendezvous store at MASTER_ADDR:MASTER_PORT, with keys of this attempt only.
+
+    After `torchrun --max-restarts` restarts the workers, the agent's store still holds the previous attempt's
+    keys; without a per-attempt prefix a new rank can read the address of a dead peer and fail to connect
+    (gloo: "Connection refused")."""
+    agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
+                          is_master=rank == 0 and not agent_store, timeout=timeout)
+    return dist.PrefixStore(f"vtok/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
+PEER_FAILURE_MARKERS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out",
+                        "Timed out", "NCCL", "gloo")
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """True for an error of a collective: another rank died (gloo's closed connection, NCCL's errors) or a
+    collective outlived the process-group timeout. DDP's reducer raises these as plain RuntimeErrors."""
+    return isinstance(error, dist.DistError) or (
+        isinstance(error, RuntimeError) and any(marker in str(error) for marker in PEER_FAILURE_MARKERS))
+
+
 def close_distributed() -> None:
+    """Destroy the process group, after a short pause without the GIL: gloo's worker threads may still be releasing
+    the tensors of the last collectives, which takes the GIL, and destroying the group meanwhile deadlocks."""
     if dist.is_available() and dist.is_initialized():
+        time.sleep(0.1)
         dist.destroy_process_group()
 
 

@@ -3,7 +3,7 @@ overrides carry over (spec 4.3); parsing overrides into them is the trainer's jo
 
 Defaults are the effective Tokenize1 post-training recipe (NVIDIA's `video_basic`, which every HDVILA
 experiment inherits), not the base `VideoLoss` defaults: L1 color at 1.0, the perceptual ("lpips") term at
-0.1 from iteration 0, no Gram term, KL at 1e-6 (VAE only), flow and video consistency off.
+0.1 from iteration 0, no Gram term, KL at 1e-6 (VAE only), flow and video consistency off (both available).
 """
 
 from __future__ import annotations
@@ -93,37 +93,43 @@ class KLConfig:
 
 @dataclass
 class FlowConfig:
-    """RAFT optical-flow L1: off in the reference, and not available in vtok (RAFT weights cannot be fetched)."""
+    """Optical-flow L1 (off in the reference): needs a TorchScript flow network such as RAFT, see training/flow.py."""
 
     enabled: bool = False
     boundaries: list[int] = field(default_factory=lambda: [1000000])
     values: list[float] = field(default_factory=lambda: [0.0, 0.01])
-    scale: int = 2
-    dtype: str = "bfloat16"
-    checkpoint_activations: bool = False
+    scale: int = 2  # frames are downscaled by this before the flow network; the flow is scaled back
+    network: str | None = None  # TorchScript flow network file; None: $VTOK_FLOW_NETWORK
+    dtype: str = "bfloat16"  # flow network inputs (NVIDIA runs RAFT in bf16); the loss is accumulated in float32
+    checkpoint_activations: bool = False  # recompute the flow network in backward: less memory, more time
 
     def validate(self) -> None:
-        if self.enabled:
-            raise ValueError("loss.flow.enabled=true is not implemented in vtok: the flow loss needs torchvision's "
-                             "RAFT-large network and weights, which vtok does not ship or download (NVIDIA's "
-                             "Tokenize1 recipe keeps it off); set loss.flow.enabled=false")
+        if self.scale < 1:
+            raise ValueError(f"loss.flow.scale must be at least 1, got {self.scale}")
+        if self.dtype not in VGG_DTYPES:
+            raise ValueError(f"loss.flow.dtype must be one of {', '.join(VGG_DTYPES)}, got {self.dtype!r}")
         WeightSchedule(self.boundaries, self.values)
+
+    @property
+    def needed(self) -> bool:
+        return self.enabled and not WeightSchedule(self.boundaries, self.values).always_zero
 
 
 @dataclass
 class VideoConsistencyConfig:
-    """L1 between overlapping windows' reconstructions: off in the reference, and not implemented in vtok."""
+    """L1 between the frames (and latent frames) that overlapping windows of a clip share (off in the reference)."""
 
     enabled: bool = False
     boundaries: list[int] = field(default_factory=lambda: [0])
     values: list[float] = field(default_factory=lambda: [1.0])
-    num_frames: int = 32
-    step: int = 8
+    num_frames: int = 17  # window length: 1 + a multiple of the temporal compression
+    step: int = 8  # window stride: a multiple of the temporal compression
+    latent_weight: float = 1.0  # weight of the shared latent frames' L1 next to the shared pixels' (continuous)
 
     def validate(self) -> None:
-        if self.enabled:
-            raise ValueError("loss.video_consistency.enabled=true is not implemented in vtok (NVIDIA's Tokenize1 "
-                             "recipe keeps it off); set loss.video_consistency.enabled=false")
+        if self.num_frames < 2 or self.step < 1:
+            raise ValueError(f"loss.video_consistency needs num_frames >= 2 and step >= 1, got {self.num_frames} "
+                             f"and {self.step}")
         WeightSchedule(self.boundaries, self.values)
 
 

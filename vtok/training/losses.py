@@ -1,4 +1,5 @@
-"""The training loss of spec 4.3: L1 color + NVIDIA's VGG16 "lpips" term (+ optional Gram) + KL for VAEs.
+"""The training loss of spec 4.3: L1 color + NVIDIA's VGG16 "lpips" term (+ optional Gram) + KL for VAEs,
+with the optional flow and video-consistency terms.
 
 `TokenizerLoss(x, output, iteration, loss_mask)` returns `({term: weighted scalar}, total)`, total being the
 sum of the terms, each counted once (NVIDIA adds its last term twice, spec 7.1 item 1). Each term is a float32
@@ -8,7 +9,9 @@ pixels add nothing, and the mean still divides by every pixel, so an all-ones ma
 
 `build_losses(config)` builds it from a `LossConfig`. Without VGG16 weights the perceptual term is left out
 with one logged warning (`on_missing_weights="warn"`, for smoke runs) or the build fails naming where the file
-was looked for (`"error"`). Flow and video consistency are off in the reference and refused here when enabled.
+was looked for (`"error"`). Flow and video consistency are off in the reference; when enabled, the clip is
+unfolded into overlapping windows before the forward pass (`TokenizerLoss.network_input`), and the flow term
+needs a TorchScript flow network file (training/flow.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from torch import nn
 
 from ..networks.tokenizer import TokenizerOutput
 from ..networks.vgg import load_vgg16_features
+from .consistency import VideoConsistencyLoss
+from .flow import FlowLoss, find_flow_network, load_flow_network
 from .loss_config import LossConfig
 from .perceptual import PerceptualLoss, find_vgg16_weights, missing_weights_hint
 from .schedules import WeightSchedule
@@ -67,25 +72,49 @@ def vae_posterior(aux: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 class TokenizerLoss(nn.Module):
-    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "kl": weighted scalar}, total)."""
+    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency": scalar}, total)."""
 
     def __init__(self, color: ColorLoss | None = None, perceptual: PerceptualLoss | None = None,
-                 kl: KLLoss | None = None) -> None:
+                 kl: KLLoss | None = None, flow: FlowLoss | None = None,
+                 consistency: VideoConsistencyLoss | None = None) -> None:
         super().__init__()
         self.color = color if color is not None else ColorLoss()
         self.perceptual = perceptual
+        self.flow = flow
         self.kl = kl
+        self.consistency = consistency
+
+    @property
+    def terms(self) -> list[str]:
+        """Names of the terms this loss computes (KL only applies to VAE outputs)."""
+        return ["color"] + [name for name, module in (("lpips", self.perceptual), ("flow", self.flow),
+                                                      ("kl", self.kl), ("video_consistency", self.consistency))
+                            if module is not None]
+
+    def network_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the network sees: the clip, or its overlapping windows when the consistency term is on."""
+        return self.consistency.unfold(x) if self.consistency is not None else x
 
     def forward(self, x: torch.Tensor, output: TokenizerOutput | torch.Tensor, iteration: int,
                 loss_mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """`output` is the network's TokenizerOutput, or just the reconstruction (then no KL term)."""
+        """`x` is the clip before `network_input`; `output` the network's TokenizerOutput, or just the
+        reconstruction (then no KL or latent consistency term)."""
         x_hat = output.reconstructions if isinstance(output, TokenizerOutput) else output
+        clips = x.shape[0]
+        if loss_mask is not None and self.consistency is not None:
+            loss_mask = self.consistency.unfold(torch.broadcast_to(loss_mask, x.shape))
+        x = self.network_input(x)
         losses = {"color": self.color(x, x_hat, iteration, loss_mask)}
         if self.perceptual is not None:
             losses.update(self.perceptual(x, x_hat, iteration, loss_mask))
+        if self.flow is not None:
+            losses["flow"] = self.flow(x, x_hat, iteration)
         posterior = vae_posterior(output.aux) if isinstance(output, TokenizerOutput) else None
         if self.kl is not None and posterior is not None:
             losses["kl"] = self.kl(*posterior, iteration)
+        if self.consistency is not None:
+            latent = output.latent if isinstance(output, TokenizerOutput) else None
+            losses["video_consistency"] = self.consistency(x_hat, latent, clips, iteration)
         total = torch.stack(list(losses.values())).sum()
         return losses, total
 
@@ -107,12 +136,31 @@ def build_perceptual(config: LossConfig, on_missing_weights: Literal["warn", "er
                           getattr(torch, settings.dtype))
 
 
-def build_losses(config: LossConfig | None = None,
-                 on_missing_weights: Literal["warn", "error"] = "warn") -> TokenizerLoss:
-    """TokenizerLoss from a validated config (ValueError on a setting vtok cannot honour, e.g. flow enabled).
+def build_flow(config: LossConfig, device: torch.device | str) -> FlowLoss | None:
+    """The flow term with its TorchScript network loaded, or None when it is off (FileNotFoundError: no network)."""
+    settings = config.flow
+    if not settings.needed:
+        return None
+    network = load_flow_network(find_flow_network(settings.network), device)
+    return FlowLoss(network, WeightSchedule(settings.boundaries, settings.values), settings.scale,
+                    getattr(torch, settings.dtype), settings.checkpoint_activations)
+
+
+def build_consistency(config: LossConfig, temporal_compression: int) -> VideoConsistencyLoss | None:
+    settings = config.video_consistency
+    if not settings.enabled:
+        return None
+    return VideoConsistencyLoss(WeightSchedule(settings.boundaries, settings.values), settings.num_frames,
+                                settings.step, temporal_compression, settings.latent_weight)
+
+
+def build_losses(config: LossConfig | None = None, on_missing_weights: Literal["warn", "error"] = "warn",
+                 temporal_compression: int = 8, device: torch.device | str = "cpu") -> TokenizerLoss:
+    """TokenizerLoss from a validated config (ValueError on a setting vtok cannot honour).
 
     Missing VGG16 weights: "warn" logs one warning line (logger `vtok.training.losses`) and leaves the
-    perceptual term out; "error" raises FileNotFoundError saying where to put the file.
+    perceptual term out; "error" raises FileNotFoundError saying where to put the file. An enabled flow term
+    without its network file always raises. `temporal_compression` is the network's, for the consistency windows.
     """
     config = config or LossConfig()
     if on_missing_weights not in ("warn", "error"):
@@ -120,4 +168,5 @@ def build_losses(config: LossConfig | None = None,
     config.validate()
     return TokenizerLoss(ColorLoss(WeightSchedule(config.color.boundaries, config.color.values)),
                          build_perceptual(config, on_missing_weights),
-                         KLLoss(WeightSchedule(config.kl.boundaries, config.kl.values)))
+                         KLLoss(WeightSchedule(config.kl.boundaries, config.kl.values)),
+                         build_flow(config, device), build_consistency(config, temporal_compression))

@@ -21,10 +21,23 @@ HPARAMS = ("lr", "betas", "eps", "weight_decay")
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig,
                     device: torch.device) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay; fused on CUDA unless `optimizer.fused` says otherwise."""
-    fused = config.fused if config.fused is not None else device.type == "cuda"
+    """AdamW with decoupled weight decay; fused (one kernel for all parameters) on CUDA and CPU unless
+    `optimizer.fused` says otherwise: on a 2-core CPU the per-parameter loop took 20x longer for a small model."""
+    fused = config.fused if config.fused is not None else device.type in ("cuda", "cpu")
     return torch.optim.AdamW(list(params), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
                              weight_decay=config.weight_decay, fused=fused or None)
+
+
+@torch.no_grad()
+def match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Store each loaded state tensor (exp_avg, ...) in its parameter's memory layout: fused AdamW walks them in
+    memory order, so a contiguous moment next to a channels_last parameter would pair the wrong elements."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def lr_factor(config: SchedulerConfig, base_lr: float) -> Callable[[int], float]:

@@ -12,6 +12,15 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
+from ..cli.common import cpu_has_native_bf16
+
+
+def resolve_precision(mode: str, device: torch.device) -> str:
+    """`auto` -> bf16_autocast where bf16 is native (CUDA, CPUs with AMX / AVX512-BF16), else fp32."""
+    if mode != "auto":
+        return mode
+    return "bf16_autocast" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+
 
 class Precision:
     """What each mode changes: the network's dtype, the forward's autocast, and who the optimizer steps."""

@@ -31,6 +31,7 @@ from ..config.cli import save_config
 from ..config.schema import Config
 from ..data import build_dataloader
 from ..networks.config import overrides_of
+from ..networks.fastpath import default_memory_format, set_memory_format
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
 from .activations import checkpoint_blocks
 from .batches import training_batches, validation_batches
@@ -38,10 +39,12 @@ from .checkpointing import (Checkpointer, JitExport, checkpoint_payload, cpu_cop
                             find_source, load_network_and_ema, load_training_state)
 from .distributed import DistInfo, all_reduce_sum, barrier, no_sync, wrap_data_parallel
 from .ema import EMA
+from .faults import NonFiniteGuard, StopOnSignal
 from .losses import build_losses
-from .optim import build_optimizer, build_scheduler, export_optimizer_state, with_group_step
-from .precision import Precision
-from .run_log import Scalars, setup_logging
+from .optim import (build_optimizer, build_scheduler, export_optimizer_state, match_param_layouts,
+                    with_group_step)
+from .precision import Precision, resolve_precision
+from .run_log import Scalars, require_wandb, setup_logging, start_wandb, write_preview
 from .sharding import full_model_state, full_optimizer_state, full_tensor, load_full_optimizer_state, shard
 from .validation import evaluate
 
@@ -79,25 +82,27 @@ class Trainer:
         self.iteration = 0
         self.data_step = 0  # training micro-batches this job consumed, for resuming mid-epoch
         self.skipped_steps = 0
+        self.preempted = False  # train() stopped early on SIGTERM, after saving
         self.batches: Iterator[torch.Tensor] | None = None
         self._setup()
 
     # ---------------------------------------------------------------- setup
     def _setup(self) -> None:
         config, info, trainer = self.config, self.info, self.config.trainer
+        precision = resolve_precision(trainer.precision, self.device)
         self.fsdp = trainer.parallelism == "fsdp" and info.distributed and info.world_size > 1
-        if self.fsdp and trainer.precision == "bf16_pure":
+        if self.fsdp and precision == "bf16_pure":
             raise ValueError("trainer.parallelism=fsdp works with trainer.precision=bf16_autocast or fp32, not "
                              "bf16_pure")
         if info.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
             save_config(config, self.folder)
         setup_logging(self.folder if info.is_main else None, info.is_main)
-        log.info("job folder %s; %d process(es) on %s; precision %s", self.folder, info.world_size,
-                 self.device.type, trainer.precision)
-        if trainer.wandb:
-            log.warning("trainer.wandb=true ignored: Weights & Biases logging is not implemented (TensorBoard is)")
-        if self.device.type == "cpu" and trainer.precision != "fp32" and not cpu_has_native_bf16():
+        log.info("job folder %s; %d process(es) on %s; precision %s%s", self.folder, info.world_size,
+                 self.device.type, precision, " (auto)" if trainer.precision == "auto" else "")
+        if trainer.wandb and info.is_main:
+            require_wandb()
+        if self.device.type == "cpu" and precision != "fp32" and not cpu_has_native_bf16():
             log.warning("this CPU has no native bf16 (AMX / AVX512-BF16): bf16 is emulated and slow; "
                         "trainer.precision=fp32 is faster here")
         if self.device.type == "cuda" and trainer.tf32:
@@ -115,16 +120,19 @@ class Trainer:
         seed_everything(trainer.seed + info.rank)
         if trainer.activation_checkpointing:
             log.info("activation checkpointing on %d blocks", checkpoint_blocks(self.network))
+        if trainer.channels_last and not self.fsdp:
+            set_memory_format(self.network, default_memory_format(True, self.device))
         if self.fsdp:
             shard(self.network)
             if self.ema is not None:
                 self.ema.shard_like(self.network)
-        self.precision = Precision(trainer.precision, self.network, self.device)
+        self.precision = Precision(precision, self.network, self.device)
         self.optimizer = build_optimizer(self.precision.optimizer_params(), config.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.scheduler)
         load_optimizer = partial(load_full_optimizer_state, self.network, self.optimizer) if self.fsdp else None
         self.iteration = self.start_iteration = load_training_state(
             source, config.checkpoint, config.optimizer, self.optimizer, self.scheduler, load_optimizer)
+        match_param_layouts(self.optimizer)
         self.data_step = data_position(source)
         del source
         if trainer.compile:
@@ -135,9 +143,10 @@ class Trainer:
         self.model = self.network if self.fsdp else wrap_data_parallel(self.network, info)
 
         loss_spec = config.model.config.loss
-        self.loss = build_losses(loss_spec.to_loss_config(), loss_spec.on_missing_vgg_weights).to(self.device)
-        log.info("loss terms: %s", ", ".join(["color"] + (["lpips"] if self.loss.perceptual is not None else [])
-                                            + (["kl"] if config.network.formulation == "VAE" else [])))
+        self.loss = build_losses(loss_spec.to_loss_config(), loss_spec.on_missing_vgg_weights,
+                                 config.network.temporal_compression, self.device).to(self.device)
+        terms = [t for t in self.loss.terms if t != "kl" or config.network.formulation == "VAE"]
+        log.info("loss terms: %s", ", ".join(terms))
         self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size,
                                              trainer.seed)
         self.val_loader = build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, trainer.seed) \
@@ -150,7 +159,9 @@ class Trainer:
             jit = JitExport(export_template(lambda: tokenizer_from_config(config.network, name)),
                             tuple(shape) if shape else None, JIT_DTYPES[config.checkpoint.jit.dtype])
         self.checkpointer = Checkpointer(self.checkpoint_dir, config.checkpoint, jit) if info.is_main else None
-        self.scalars = Scalars(self.folder, trainer.tensorboard) if info.is_main else None
+        wandb_run = start_wandb(self.folder, config.job.project, config.job.group, config.job.name) \
+            if trainer.wandb and info.is_main else None
+        self.scalars = Scalars(self.folder, trainer.tensorboard, wandb_run) if info.is_main else None
         params = sum(p.numel() for p in self.network.parameters())
         log.info("%s: %.1fM parameters; global batch %d clips; %s", self.network.name, params / 1e6,
                  self.global_batch, "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process")
@@ -165,13 +176,15 @@ class Trainer:
         """Train up to `trainer.max_iter`; returns the last logged scalars."""
         trainer = self.config.trainer
         if self.batches is None:
-            self.batches = training_batches(self.train_loader, self.data_step)
+            self.batches = training_batches(self.train_loader, self.data_step, trainer.grad_accum_iter)
+        stop, guard = StopOnSignal(self.info), NonFiniteGuard(trainer.max_nonfinite_steps)
         if trainer.run_validation and trainer.validate_at_start:
             self.validate()
         bar = tqdm(total=trainer.max_iter, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=not (self.info.is_main and sys.stderr.isatty()))
         window: list[tuple[dict[str, torch.Tensor], torch.Tensor, float]] = []
         last: dict[str, float] = {}
+        stop.install()
         try:
             while self.iteration < trainer.max_iter:
                 start = time.perf_counter()
@@ -180,17 +193,24 @@ class Trainer:
                     torch.cuda.synchronize(self.device)
                 window.append((losses, grad_norm, time.perf_counter() - start))
                 bar.update(1)
+                guard.check(grad_norm, self.iteration, getattr(self.batches, "recent_files", ()), self.checkpoint_dir)
                 if self.iteration % trainer.logging_iter == 0 or self.iteration == trainer.max_iter:
                     last = self.log_window(window)
                     bar.set_postfix(loss=f"{last['train/total']:.4f}")
                     window = []
                 if self.iteration % self.config.checkpoint.save_iter == 0:
                     self.save()
+                if stop.agreed():
+                    self.preempted = True
+                    log.warning("iteration %d: asked to stop (SIGTERM); saving and exiting, rerun the same command "
+                                "to resume", self.iteration)
+                    break
                 if trainer.run_validation and self.iteration % trainer.validation_iter == 0:
                     self.validate()
             if self.iteration > self.start_iteration and self.iteration % self.config.checkpoint.save_iter:
                 self.save()
         finally:
+            stop.uninstall()
             bar.close()
             if self.checkpointer is not None:
                 self.checkpointer.join()
@@ -212,7 +232,7 @@ class Trainer:
                 self.network.set_requires_gradient_sync(micro == accum - 1)
             with no_sync(self.model, skip=micro < accum - 1):
                 with self.precision.autocast():
-                    output = self.model(self.precision.cast_input(x))
+                    output = self.model(self.precision.cast_input(self.loss.network_input(x)))
                 losses, total = self.loss(x, output, self.iteration)
                 (total / accum).backward()
             for key, value in {**losses, "total": total}.items():
@@ -305,5 +325,7 @@ class Trainer:
                 self.scalars.add_clip("val/reconstruction", *sample, self.iteration)
                 if self.ema is not None:
                     self.scalars.add_clip("val/ema_reconstruction", *ema_sample, self.iteration)
+                clips = [*sample] + ([ema_sample[1]] if self.ema is not None else [])
+                write_preview(self.folder / "previews" / f"iter_{self.iteration:09d}.mp4", clips)
         barrier(self.info)
         return values

@@ -1,0 +1,95 @@
+"""What the loop does about faults it can outlive: a preemption signal, and steps whose gradients are not finite.
+
+SIGTERM (what schedulers and torchrun send before killing a job) only sets a flag; the loop reads it after
+each step, every rank agreeing through one all-reduce so none waits in a collective the others left, then
+saves and stops. A second SIGTERM kills at once (the default action). Non-finite steps are skipped by the
+trainer; `NonFiniteGuard` stops the run after `trainer.max_nonfinite_steps` of them in a row, naming the
+iteration, the clips of the step and the last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Iterable
+
+import torch
+import torch.distributed as dist
+
+from .checkpointing import LATEST_FILE
+from .distributed import DistInfo
+
+log = logging.getLogger(__name__)
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: stopped on request after saving; rerun the command to resume
+MAX_NAMED_FILES = 8
+
+
+class NonFiniteStepsError(RuntimeError):
+    """Too many optimizer steps in a row had a non-finite gradient norm."""
+
+
+class StopOnSignal:
+    """Turns SIGTERM into a request the loop honours at the next step boundary (main thread only)."""
+
+    def __init__(self, info: DistInfo) -> None:
+        self.info = info
+        self.signal: int | None = None
+        self._previous = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signal = signum
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+
+    def agreed(self) -> bool:
+        """True when any rank was asked to stop (an all-reduce: every rank must call it at the same step)."""
+        wanted = self.signal is not None
+        if not self.info.distributed:
+            return wanted
+        flag = torch.tensor([float(wanted)], device=self.info.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> str:
+    """The checkpoint `latest_checkpoint.txt` names (only complete files are ever named), or a note saying none."""
+    latest = Path(checkpoint_dir) / LATEST_FILE
+    if latest.is_file():
+        return str(latest.parent / latest.read_text().strip())
+    return f"none yet in {checkpoint_dir}"
+
+
+class NonFiniteGuard:
+    """Counts steps with a non-finite gradient norm in a row; raises after `limit` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_row = 0
+
+    def check(self, grad_norm: torch.Tensor, iteration: int, files: Iterable[str], checkpoint_dir: Path) -> None:
+        """Call after each step with its gradient norm, the step's clip files and the job's checkpoint folder."""
+        if bool(torch.isfinite(grad_norm)):
+            self.in_row = 0
+            return
+        self.in_row += 1
+        if self.in_row < self.limit:
+            return
+        files = list(files)
+        named = ", ".join(files[:MAX_NAMED_FILES]) + (f" (+{len(files) - MAX_NAMED_FILES} more)"
+                                                      if len(files) > MAX_NAMED_FILES else "")
+        raise NonFiniteStepsError(
+            f"iteration {iteration}: {self.in_row} steps in a row had a non-finite loss or gradient (limit "
+            f"trainer.max_nonfinite_steps={self.limit}); last batch: {named or 'unknown clips'}; last complete "
+            f"checkpoint: {last_complete_checkpoint(checkpoint_dir)} (lower optimizer.lr, or check those clips)")
