@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test test-all setup clean
+.PHONY: demo test setup clean
 
 setup: $(VENV)/.vtok-installed
 
@@ -21,10 +21,6 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-
-# also the slow tests (every command of README.md and docs/ run for real, the inference CLI): what CI runs
-test-all:
-	$(MAKE) test PYTEST_ARGS="-m 'slow or not slow' $(PYTEST_ARGS)"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
