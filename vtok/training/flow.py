@@ -72,7 +72,8 @@ class FlowLoss(nn.Module):
         frames = frames.unflatten(0, (b, t)).to(self.dtype)
         first, second = frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1)
         pairs = (torch.cat([first, second]), torch.cat([second, first]))
-        if self.checkpoint_activations and torch.is_grad_enabled():  # reentrant: TorchScript lacks the hooks of the other
+        # reentrant checkpointing: TorchScript modules lack the saved-tensor hooks of the other kind
+        if self.checkpoint_activations and torch.is_grad_enabled():
             flow = torch.utils.checkpoint.checkpoint(self._run, *pairs, use_reentrant=True)
         else:
             flow = self._run(*pairs)

@@ -72,7 +72,8 @@ def vae_posterior(aux: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 class TokenizerLoss(nn.Module):
-    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency": scalar}, total)."""
+    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency": scalar},
+    total)."""
 
     def __init__(self, color: ColorLoss | None = None, perceptual: PerceptualLoss | None = None,
                  kl: KLLoss | None = None, flow: FlowLoss | None = None,

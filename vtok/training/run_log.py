@@ -64,7 +64,8 @@ def require_wandb() -> Any:
 
 
 def start_wandb(folder: Path, project: str, group: str, name: str) -> Any:
-    """A W&B run for the job, with the resolved config; the run id is kept in the job folder so a resume continues it."""
+    """A W&B run for the job, with the resolved config; the run id is kept in the job folder, so a resumed job
+    continues the same run."""
     wandb = require_wandb()
     id_file = folder / "wandb_run_id.txt"
     run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
