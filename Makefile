@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 
-.PHONY: demo test setup clean
+.PHONY: demo test lint setup clean
 
 setup: $(VENV)/.vtok-installed
 
@@ -19,8 +19,12 @@ $(VENV)/.vtok-installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/vtok demo
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check vtok tests bench
+	$(VENV)/bin/ruff format --check vtok tests bench
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
