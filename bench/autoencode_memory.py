@@ -46,9 +46,13 @@ def child(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     count = sum(1 for _ in pipeline.autoencode(frames(args.frames, args.height, args.width)))
     seconds = time.perf_counter() - start
-    result = {"setting": args.setting, "frames": count, "seconds": round(seconds, 1),
-              "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
-              "rss_after_load_gib": round(rss_model, 2)}
+    result = {
+        "setting": args.setting,
+        "frames": count,
+        "seconds": round(seconds, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "rss_after_load_gib": round(rss_model, 2),
+    }
     if device.type == "cuda":
         result["peak_cuda_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     return result
@@ -62,8 +66,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
-    parser.add_argument("--settings", nargs="+", default=["49:16"],
-                        help="WINDOW:OVERLAP[:HxW tile] per run; the first is the baseline of the ratios")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["49:16"],
+        help="WINDOW:OVERLAP[:HxW tile] per run; the first is the baseline of the ratios",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/autoencode_memory.json"))
     parser.add_argument("--setting", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -73,7 +81,8 @@ def main() -> None:
     rows = []
     for setting in args.settings:
         cmd = [sys.executable, __file__, "--setting", setting] + [
-            f"--{k}={getattr(args, k)}" for k in ("model", "frames", "height", "width", "device", "dtype")]
+            f"--{k}={getattr(args, k)}" for k in ("model", "frames", "height", "width", "device", "dtype")
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
         print(rows[-1], flush=True)
@@ -84,8 +93,9 @@ def main() -> None:
         ratio = r["peak_rss_gib"] / base["peak_rss_gib"]
         print(f"{r['setting']:<24} {r['seconds']:>8} {r['peak_rss_gib']:>13} {ratio:>8.2f}x")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows},
-                                    indent=2, default=str))
+    args.json.write_text(
+        json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}, indent=2, default=str)
+    )
 
 
 if __name__ == "__main__":

@@ -57,18 +57,27 @@ def main() -> None:
         shape = input_shape(tok, args.frames, args.height, args.width)
         pixels = shape[-1] * shape[-2] * (shape[2] if tok.config.is_video else 1)
         enc, dec = model_flops(tok, shape)
-        rows.append({"model": name, "input": list(shape), "encode_flops": enc, "decode_flops": dec,
-                     "encode_kflop_per_px": round(enc / pixels / 1e3, 1),
-                     "decode_kflop_per_px": round(dec / pixels / 1e3, 1)})
-    print(f"\nFLOPs per input pixel ({args.frames}x{args.height}x{args.width} clips; "
-          f"images {args.height}x{args.width})")
+        rows.append(
+            {
+                "model": name,
+                "input": list(shape),
+                "encode_flops": enc,
+                "decode_flops": dec,
+                "encode_kflop_per_px": round(enc / pixels / 1e3, 1),
+                "decode_kflop_per_px": round(dec / pixels / 1e3, 1),
+            }
+        )
+    print(
+        f"\nFLOPs per input pixel ({args.frames}x{args.height}x{args.width} clips; images {args.height}x{args.width})"
+    )
     print(f"{'model':<16} {'encode kFLOP/px':>16} {'decode kFLOP/px':>16} {'autoencode TFLOP':>17}")
     for r in rows:
         total = (r["encode_flops"] + r["decode_flops"]) / 1e12
         print(f"{r['model']:<16} {r['encode_kflop_per_px']:>16} {r['decode_kflop_per_px']:>16} {total:>17.3f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows},
-                                    indent=2, default=str))
+    args.json.write_text(
+        json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}, indent=2, default=str)
+    )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ def reset_peak_rss() -> bool:
 
 def machine_peak(device: torch.device, dtype: torch.dtype) -> dict:
     """Best FLOP/s of a 2048^3 matmul and of a 512->512 (1,3,3) Conv3d on 1x512x5x64x64 (channels_last)."""
+
     def best(fn, flops: float) -> float:
         fn()
         times = []
@@ -122,9 +123,15 @@ def run_once(tok: Tokenizer, path: str, x: torch.Tensor, device: torch.device) -
         recon = tok.decode(latent)
         sync(device)
         w2, c2 = time.perf_counter(), time.process_time()
-    out.update(encode_s=w1 - w0, decode_s=w2 - w1, encode_cpu_s=c1 - c0, decode_cpu_s=c2 - c1,
-               peak_extra_gib=(rss_kib("VmHWM") - before) / 2**20, peak_rss_gib=rss_kib("VmHWM") / 2**20,
-               recon=recon.float().cpu())
+    out.update(
+        encode_s=w1 - w0,
+        decode_s=w2 - w1,
+        encode_cpu_s=c1 - c0,
+        decode_cpu_s=c2 - c1,
+        peak_extra_gib=(rss_kib("VmHWM") - before) / 2**20,
+        peak_rss_gib=rss_kib("VmHWM") / 2**20,
+        recon=recon.float().cpu(),
+    )
     if device.type == "cuda":
         out["peak_cuda_gib"] = torch.cuda.max_memory_allocated() / 2**30
     return out
@@ -145,8 +152,9 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, peaks
     for _ in range(args.repeats):
         for p in args.paths:
             runs[p].append(run_once(toks[p], p, x, device))
-            print(f"  {name} {p}: encode {runs[p][-1]['encode_s']:.2f}s decode {runs[p][-1]['decode_s']:.2f}s",
-                  flush=True)
+            print(
+                f"  {name} {p}: encode {runs[p][-1]['encode_s']:.2f}s decode {runs[p][-1]['decode_s']:.2f}s", flush=True
+            )
     reference = runs["fp32-plain"][0]["recon"] if "fp32-plain" in runs else None
     pixels = args.frames * args.height * args.width
     rows = []
@@ -156,16 +164,26 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device, peaks
         ae = min(r["encode_s"] + r["decode_s"] for r in rs)
         ae_cpu = min(r["encode_cpu_s"] + r["decode_cpu_s"] for r in rs)
         dtype = PATHS[p][0]
-        rows.append({
-            "model": name, "path": p, "encode_s": enc, "decode_s": dec, "autoencode_s": ae, "autoencode_cpu_s": ae_cpu,
-            "encode_fps": args.frames / enc, "decode_fps": args.frames / dec, "autoencode_fps": args.frames / ae,
-            "autoencode_mpix_s": pixels / ae / 1e6, "peak_extra_gib": max(r["peak_extra_gib"] for r in rs),
-            "peak_rss_gib": max(r["peak_rss_gib"] for r in rs),
-            "tflops": (enc_flops + dec_flops) / ae / 1e12,
-            "pct_of_peak": 100 * (enc_flops + dec_flops) / ae / peaks[str(dtype)]["peak"],
-            "psnr_vs_fp32_plain_db": None if reference is None else psnr(rs[0]["recon"], reference),
-            **({"peak_cuda_gib": max(r["peak_cuda_gib"] for r in rs)} if device.type == "cuda" else {}),
-        })
+        rows.append(
+            {
+                "model": name,
+                "path": p,
+                "encode_s": enc,
+                "decode_s": dec,
+                "autoencode_s": ae,
+                "autoencode_cpu_s": ae_cpu,
+                "encode_fps": args.frames / enc,
+                "decode_fps": args.frames / dec,
+                "autoencode_fps": args.frames / ae,
+                "autoencode_mpix_s": pixels / ae / 1e6,
+                "peak_extra_gib": max(r["peak_extra_gib"] for r in rs),
+                "peak_rss_gib": max(r["peak_rss_gib"] for r in rs),
+                "tflops": (enc_flops + dec_flops) / ae / 1e12,
+                "pct_of_peak": 100 * (enc_flops + dec_flops) / ae / peaks[str(dtype)]["peak"],
+                "psnr_vs_fp32_plain_db": None if reference is None else psnr(rs[0]["recon"], reference),
+                **({"peak_cuda_gib": max(r["peak_cuda_gib"] for r in rs)} if device.type == "cuda" else {}),
+            }
+        )
     base_ae = next((r["autoencode_s"] for r in rows if r["path"] == "fp32-plain"), rows[0]["autoencode_s"])
     for r in rows:
         r["speedup_vs_fp32_plain"] = base_ae / r["autoencode_s"]
@@ -183,9 +201,15 @@ def bench_pipeline(name: str, args: argparse.Namespace, device: torch.device) ->
     for p in args.paths:
         tok = prepare(base, p, device)
         dtype = PATHS[p][0]
-        engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch", tok.encode if not tok.config.is_discrete
-                                 else (lambda x, t=tok: t.encode(x)[0]),
-                                 tok.decode if not tok.config.is_discrete else tok.decode_indices)
+        engine = TokenizerEngine(
+            tok.name,
+            tok.config,
+            device,
+            dtype,
+            "torch",
+            tok.encode if not tok.config.is_discrete else (lambda x, t=tok: t.encode(x)[0]),
+            tok.decode if not tok.config.is_discrete else tok.decode_indices,
+        )
         pipe = Pipeline(engine, temporal_window=args.window, temporal_overlap=args.overlap, tile=tile)
         reset_peak_rss()
         sync(device)
@@ -193,8 +217,15 @@ def bench_pipeline(name: str, args: argparse.Namespace, device: torch.device) ->
         outputs[p] = np.stack(list(pipe.autoencode(iter(frames))))
         sync(device)
         seconds = time.perf_counter() - start
-        rows.append({"model": name, "path": p, "autoencode_s": seconds, "autoencode_fps": args.frames / seconds,
-                     "peak_rss_gib": rss_kib("VmHWM") / 2**20})
+        rows.append(
+            {
+                "model": name,
+                "path": p,
+                "autoencode_s": seconds,
+                "autoencode_fps": args.frames / seconds,
+                "peak_rss_gib": rss_kib("VmHWM") / 2**20,
+            }
+        )
     ref = outputs.get("fp32-plain")
     for r in rows:
         r["speedup_vs_fp32_plain"] = rows[0]["autoencode_s"] / r["autoencode_s"]
@@ -207,8 +238,13 @@ def bench_pipeline(name: str, args: argparse.Namespace, device: torch.device) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["CV8x8x8-720p", "DV8x16x16-720p"])
-    parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS),
-                        help="fp32-plain first: it is the baseline of ratios and PSNR")
+    parser.add_argument(
+        "--paths",
+        nargs="+",
+        default=list(PATHS),
+        choices=list(PATHS),
+        help="fp32-plain first: it is the baseline of ratios and PSNR",
+    )
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=256)
@@ -224,12 +260,16 @@ def main() -> None:
     if args.gpu_size:
         args.frames, args.height, args.width = 121, 720, 1280
         rows = [r for m in args.models for r in bench_pipeline(m, args, device)]
-        print(f"\nautoencode {args.frames}x{args.height}x{args.width} via Pipeline (window {args.window}, overlap "
-              f"{args.overlap}, tile {args.tile}) on {device}")
+        print(
+            f"\nautoencode {args.frames}x{args.height}x{args.width} via Pipeline (window {args.window}, overlap "
+            f"{args.overlap}, tile {args.tile}) on {device}"
+        )
         print(f"{'model':<16} {'path':<11} {'seconds':>8} {'frames/s':>9} {'vs plain':>9} {'PSNR dB':>8}")
         for r in rows:
-            print(f"{r['model']:<16} {r['path']:<11} {r['autoencode_s']:>8.1f} {r['autoencode_fps']:>9.2f} "
-                  f"{r['speedup_vs_fp32_plain']:>8.2f}x {r.get('psnr_vs_fp32_plain_db', float('nan')):>8.1f}")
+            print(
+                f"{r['model']:<16} {r['path']:<11} {r['autoencode_s']:>8.1f} {r['autoencode_fps']:>9.2f} "
+                f"{r['speedup_vs_fp32_plain']:>8.2f}x {r.get('psnr_vs_fp32_plain_db', float('nan')):>8.1f}"
+            )
         peaks = {}
     else:
         peaks = {str(dt): machine_peak(device, dt) for dt in {PATHS[p][0] for p in args.paths}}
@@ -239,21 +279,38 @@ def main() -> None:
             peaks[dt] = {k: max(before[k], after[k]) for k in before}
         for r in rows:
             r["pct_of_peak"] = 100 * r["tflops"] * 1e12 / peaks[str(PATHS[r["path"]][0])]["peak"]
-        print(f"\nmachine peak on {device} ({torch.get_num_threads()} threads): " + ", ".join(
-            f"{k.removeprefix('torch.')} matmul {v['matmul'] / 1e12:.3f} / conv3d {v['conv3d'] / 1e12:.3f} TFLOP/s"
-            for k, v in peaks.items()))
+        print(
+            f"\nmachine peak on {device} ({torch.get_num_threads()} threads): "
+            + ", ".join(
+                f"{k.removeprefix('torch.')} matmul {v['matmul'] / 1e12:.3f} / conv3d {v['conv3d'] / 1e12:.3f} TFLOP/s"
+                for k, v in peaks.items()
+            )
+        )
         print(f"{args.frames}x{args.height}x{args.width}, best of {args.repeats}; ratios vs fp32-plain autoencode")
-        print(f"{'model':<15} {'path':<10} {'enc f/s':>8} {'dec f/s':>8} {'AE f/s':>7} {'AE Mpx/s':>8} "
-              f"{'AE cpu s':>8} {'vs plain':>8} {'TFLOP/s':>8} {'% peak':>6} {'+GiB':>5} {'PSNR dB':>8}")
+        print(
+            f"{'model':<15} {'path':<10} {'enc f/s':>8} {'dec f/s':>8} {'AE f/s':>7} {'AE Mpx/s':>8} "
+            f"{'AE cpu s':>8} {'vs plain':>8} {'TFLOP/s':>8} {'% peak':>6} {'+GiB':>5} {'PSNR dB':>8}"
+        )
         for r in rows:
-            print(f"{r['model']:<15} {r['path']:<10} {r['encode_fps']:>8.2f} {r['decode_fps']:>8.2f} "
-                  f"{r['autoencode_fps']:>7.2f} {r['autoencode_mpix_s']:>8.3f} {r['autoencode_cpu_s']:>8.1f} "
-                  f"{r['speedup_vs_fp32_plain']:>7.2f}x {r['tflops']:>8.3f} {r['pct_of_peak']:>6.1f} "
-                  f"{r['peak_extra_gib']:>5.2f} {r['psnr_vs_fp32_plain_db']:>8.1f}")
+            print(
+                f"{r['model']:<15} {r['path']:<10} {r['encode_fps']:>8.2f} {r['decode_fps']:>8.2f} "
+                f"{r['autoencode_fps']:>7.2f} {r['autoencode_mpix_s']:>8.3f} {r['autoencode_cpu_s']:>8.1f} "
+                f"{r['speedup_vs_fp32_plain']:>7.2f}x {r['tflops']:>8.3f} {r['pct_of_peak']:>6.1f} "
+                f"{r['peak_extra_gib']:>5.2f} {r['psnr_vs_fp32_plain_db']:>8.1f}"
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"},
-                                     "threads": torch.get_num_threads(), "machine_peak_flops": peaks, "rows": rows},
-                                    indent=2, default=str))
+    args.json.write_text(
+        json.dumps(
+            {
+                "args": {k: v for k, v in vars(args).items() if k != "json"},
+                "threads": torch.get_num_threads(),
+                "machine_peak_flops": peaks,
+                "rows": rows,
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ import torch
 from vtok.data import DatasetConfig, LoaderConfig, build_dataloader, set_epoch
 
 
-def make_videos(folder: Path, count: int, seconds: float, fps: int, gop: int, height: int = 720,
-                width: int = 1280) -> list[Path]:
+def make_videos(
+    folder: Path, count: int, seconds: float, fps: int, gop: int, height: int = 720, width: int = 1280
+) -> list[Path]:
     """`count` textured, moving 720p clips (H.264 crf 20, a keyframe every `gop` frames, none at scene cuts)."""
     yy, xx = np.mgrid[:height, :width].astype(np.float32)
     paths = []
@@ -76,9 +77,16 @@ def measure(cfg: LoaderConfig, samples: int, seek: bool) -> dict:
         frames += batch["video"].shape[0] * batch["video"].shape[2]
     seconds = time.perf_counter() - t0
     del batches, loader
-    return {"workers": cfg.num_workers, "seek": seek, "samples": samples, "frames": frames,
-            "seconds": round(seconds, 2), "frames_per_s": round(frames / seconds, 1),
-            "first_batch_s": round(first_s, 2), "batch_shape": shape}
+    return {
+        "workers": cfg.num_workers,
+        "seek": seek,
+        "samples": samples,
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        "frames_per_s": round(frames / seconds, 1),
+        "first_batch_s": round(first_s, 2),
+        "batch_shape": shape,
+    }
 
 
 def main() -> None:
@@ -103,12 +111,20 @@ def main() -> None:
         if pattern is None:
             t0 = time.perf_counter()
             make_videos(Path(tmp), args.num_videos, args.seconds, args.fps, args.gop)
-            print(f"generated {args.num_videos} clips of {args.seconds:g} s at 1280x720, {args.fps} fps, "
-                  f"gop {args.gop} in {time.perf_counter() - t0:.0f} s")
+            print(
+                f"generated {args.num_videos} clips of {args.seconds:g} s at 1280x720, {args.fps} fps, "
+                f"gop {args.gop} in {time.perf_counter() - t0:.0f} s"
+            )
             pattern = tmp
-        dataset = DatasetConfig(name=args.name, video_pattern=pattern, num_video_frames=args.frames,
-                                crop_height=args.crop_height, val_fraction=0.0, decode_threads=args.decode_threads,
-                                write_manifest=args.video_pattern is None)
+        dataset = DatasetConfig(
+            name=args.name,
+            video_pattern=pattern,
+            num_video_frames=args.frames,
+            crop_height=args.crop_height,
+            val_fraction=0.0,
+            decode_threads=args.decode_threads,
+            write_manifest=args.video_pattern is None,
+        )
         settings = [(args.workers, True), (0, True), (args.workers, False)]
         runs: list[list[dict]] = [[] for _ in settings]
         for _ in range(args.repeats):  # settings interleaved, so a change in machine load hits them all
@@ -123,20 +139,25 @@ def main() -> None:
             rows.append(row)
 
     base = rows[0]["frames_per_s"]
-    print(f"\nloader throughput, {args.frames}-frame windows {rows[0]['batch_shape'][-1]}x{rows[0]['batch_shape'][-2]} "
-          f"from {'generated 720p' if args.video_pattern is None else args.video_pattern}, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}")
+    print(
+        f"\nloader throughput, {args.frames}-frame windows {rows[0]['batch_shape'][-1]}x{rows[0]['batch_shape'][-2]} "
+        f"from {'generated 720p' if args.video_pattern is None else args.video_pattern}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}"
+    )
     print(f"{'setting':<34} {'frames/s':>9} {'windows/s':>10} {'first batch s':>14} {'vs vtok':>8}  runs (frames/s)")
     for r in rows:
         label = f"{'seek' if r['seek'] else 'decode from start'}, {r['workers']} workers"
         if r is rows[0]:
             label += " (vtok)"
-        print(f"{label:<34} {r['frames_per_s']:>9} {r['frames_per_s'] / args.frames:>10.2f} "
-              f"{r['first_batch_s']:>14} {r['frames_per_s'] / base:>7.2f}x  {r['frames_per_s_runs']}")
+        print(
+            f"{label:<34} {r['frames_per_s']:>9} {r['frames_per_s'] / args.frames:>10.2f} "
+            f"{r['first_batch_s']:>14} {r['frames_per_s'] / base:>7.2f}x  {r['frames_per_s_runs']}"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     tmp_json = args.json.with_name(f".{args.json.name}.tmp")
-    tmp_json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(),
-                                    "rows": rows}, indent=2))
+    tmp_json.write_text(
+        json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "cpus": os.cpu_count(), "rows": rows}, indent=2)
+    )
     os.replace(tmp_json, args.json)
 
 

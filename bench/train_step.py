@@ -38,12 +38,23 @@ SETTINGS = {  # name: overrides on top of fp32, no checkpointing, no perceptual 
     "fp32+act_ckpt": ["trainer.activation_checkpointing=true"],
     "fp32+perceptual": ["loss.perceptual.enabled=true"],
     "fp32+perceptual+ckpt": ["loss.perceptual.enabled=true", "loss.perceptual.checkpoint_activations=true"],
-    "bf16+all_knobs": ["trainer.precision=bf16_autocast", "trainer.activation_checkpointing=true",
-                       "loss.perceptual.enabled=true", "loss.perceptual.checkpoint_activations=true"],
+    "bf16+all_knobs": [
+        "trainer.precision=bf16_autocast",
+        "trainer.activation_checkpointing=true",
+        "loss.perceptual.enabled=true",
+        "loss.perceptual.checkpoint_activations=true",
+    ],
 }
-BASE = ["trainer.precision=fp32", "trainer.activation_checkpointing=false", "loss.perceptual.enabled=false",
-        "trainer.validate_at_start=false", "trainer.run_validation=false", "checkpoint.jit.enabled=false",
-        "trainer.logging_iter=1000", "checkpoint.save_iter=1000000"]
+BASE = [
+    "trainer.precision=fp32",
+    "trainer.activation_checkpointing=false",
+    "loss.perceptual.enabled=false",
+    "trainer.validate_at_start=false",
+    "trainer.run_validation=false",
+    "checkpoint.jit.enabled=false",
+    "trainer.logging_iter=1000",
+    "checkpoint.save_iter=1000000",
+]
 
 
 def kib(field: str) -> int:
@@ -78,8 +89,14 @@ def child(args: argparse.Namespace) -> dict:
     from vtok.training.distributed import close_distributed, init_distributed
     from vtok.training.trainer import Trainer
 
-    overrides = [f"experiment={experiment(args.model)}", *BASE, *shape_overrides(args), *SETTINGS[args.setting],
-                 f"job.output_root={args.output_root}", f"job.name={args.setting}"]
+    overrides = [
+        f"experiment={experiment(args.model)}",
+        *BASE,
+        *shape_overrides(args),
+        *SETTINGS[args.setting],
+        f"job.output_root={args.output_root}",
+        f"job.name={args.setting}",
+    ]
     if args.parallelism == "fsdp":
         overrides.append("trainer.parallelism=fsdp")
     config, _ = parse_train_args(overrides)
@@ -98,10 +115,17 @@ def child(args: argparse.Namespace) -> dict:
         trainer.train_step()
         times.append(time.perf_counter() - start)
     close_distributed()
-    return {"model": args.model, "setting": args.setting + ("+fsdp2x2" if args.parallelism == "fsdp" else ""),
-            "clip": list(x.shape), "channels": config.model.config.network.channels, "params": params,
-            "step_s": min(times), "rss_init_gib": rss_init / 2**20, "peak_rss_gib": kib("VmHWM") / 2**20,
-            "peak_over_init_gib": (kib("VmHWM") - rss_init) / 2**20}
+    return {
+        "model": args.model,
+        "setting": args.setting + ("+fsdp2x2" if args.parallelism == "fsdp" else ""),
+        "clip": list(x.shape),
+        "channels": config.model.config.network.channels,
+        "params": params,
+        "step_s": min(times),
+        "rss_init_gib": rss_init / 2**20,
+        "peak_rss_gib": kib("VmHWM") / 2**20,
+        "peak_over_init_gib": (kib("VmHWM") - rss_init) / 2**20,
+    }
 
 
 def full_shape(model: str) -> tuple[int, int, int, int]:
@@ -124,12 +148,23 @@ def full_state_gib(model: str) -> float:
 
 
 def run_child(args: argparse.Namespace, model: str, setting: str, parallelism: str, root: Path) -> dict:
-    flags = [f"--{k}={getattr(args, k)}" for k in ("frames", "height", "width", "channels", "steps")
-             if getattr(args, k) is not None]
-    flags += [f"--model={model}", f"--setting={setting}", f"--parallelism={parallelism}",
-              f"--output_root={root}", "--child"]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"] \
-        if parallelism == "fsdp" else [sys.executable]
+    flags = [
+        f"--{k}={getattr(args, k)}"
+        for k in ("frames", "height", "width", "channels", "steps")
+        if getattr(args, k) is not None
+    ]
+    flags += [
+        f"--model={model}",
+        f"--setting={setting}",
+        f"--parallelism={parallelism}",
+        f"--output_root={root}",
+        "--child",
+    ]
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone"]
+        if parallelism == "fsdp"
+        else [sys.executable]
+    )
     done = subprocess.run(launcher + [__file__, *flags], capture_output=True, text=True, env=os.environ.copy())
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
     if done.returncode or not lines:
@@ -142,10 +177,16 @@ def run_child(args: argparse.Namespace, model: str, setting: str, parallelism: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--experiments", nargs="+", default=["CV8x8x8-720p", "DV8x16x16-720p", "CV4x8x8-360p",
-                                                             "DV4x8x8-360p"])
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
-                        help="the first is the baseline of the ratios")
+    parser.add_argument(
+        "--experiments", nargs="+", default=["CV8x8x8-720p", "DV8x16x16-720p", "CV4x8x8-360p", "DV4x8x8-360p"]
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(SETTINGS),
+        choices=list(SETTINGS),
+        help="the first is the baseline of the ratios",
+    )
     parser.add_argument("--frames", type=int, default=9, help="clip frames (0: the experiment's)")
     parser.add_argument("--height", type=int, default=64, help="crop height (0: the experiment's)")
     parser.add_argument("--width", type=int, default=64, help="crop width (0: the experiment's)")
@@ -174,10 +215,13 @@ def main() -> None:
                 for parallelism in ("ddp", "fsdp") if args.fsdp else ("ddp",):
                     rows.append(run_child(args, model, setting, parallelism, Path(tmp) / "jobs"))
                     print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows[-1].items()}, flush=True)
-    print(f"\ntrain step, clip {args.frames or 'full'} frames x {args.height or 'full'} x {args.width or 'full'}, "
-          f"channels {args.channels or 'full'}; best of {args.steps}; ratios vs the first setting")
-    print(f"{'model':<15} {'setting':<28} {'step s':>7} {'vs base':>8} {'peak GiB':>9} {'+GiB':>6} "
-          f"{'proj. full GiB':>14}")
+    print(
+        f"\ntrain step, clip {args.frames or 'full'} frames x {args.height or 'full'} x {args.width or 'full'}, "
+        f"channels {args.channels or 'full'}; best of {args.steps}; ratios vs the first setting"
+    )
+    print(
+        f"{'model':<15} {'setting':<28} {'step s':>7} {'vs base':>8} {'peak GiB':>9} {'+GiB':>6} {'proj. full GiB':>14}"
+    )
     for model in args.experiments:
         frames, height, width, channels = full_shape(model)
         mine = [r for r in rows if r["model"] == model]
@@ -190,11 +234,14 @@ def main() -> None:
             scale = (frames * height * width) / (t * h * w) * channels / r["channels"]
             shards = 2 if r["setting"].endswith("fsdp2x2") else 1  # FSDP2 shards the state over 2 ranks
             r["projected_full_gib"] = r["peak_over_init_gib"] * scale + full_state_gib(model) / shards
-            print(f"{model:<15} {r['setting']:<28} {r['step_s']:>7.2f} {base['step_s'] / r['step_s']:>7.2f}x "
-                  f"{r['peak_rss_gib']:>9.2f} {r['peak_over_init_gib']:>6.2f} {r['projected_full_gib']:>14.1f}")
+            print(
+                f"{model:<15} {r['setting']:<28} {r['step_s']:>7.2f} {base['step_s'] / r['step_s']:>7.2f}x "
+                f"{r['peak_rss_gib']:>9.2f} {r['peak_over_init_gib']:>6.2f} {r['projected_full_gib']:>14.1f}"
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows},
-                                    indent=2, default=str))
+    args.json.write_text(
+        json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "rows": rows}, indent=2, default=str)
+    )
 
 
 if __name__ == "__main__":

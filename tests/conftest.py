@@ -39,8 +39,9 @@ def reference_params(subdir: str, pattern: str, discrete_only: bool = False) -> 
     folder = reference_dir() / subdir
     files = sorted(folder.glob(pattern)) if folder.is_dir() else []
     if discrete_only:
-        files = [f for f in files if json.loads(f.with_suffix(".json").read_text())["network_config"]["name"]
-                 in ("DV", "DI")]
+        files = [
+            f for f in files if json.loads(f.with_suffix(".json").read_text())["network_config"]["name"] in ("DV", "DI")
+        ]
     if not files:
         reason = f"reference data not found: no {pattern} in {folder} (set VTOK_REFERENCE_DIR)"
         return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-reference-data")]
@@ -92,7 +93,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"{model}: {cells}")
 
 
-def synthetic_frames(num_frames: int, height: int, width: int, seed: int = 0) -> "np.ndarray":
+def synthetic_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """uint8 RGB `[T,H,W,3]` with texture and motion: a drifting colour gradient and a moving square."""
     import numpy as np
 
@@ -104,12 +105,13 @@ def synthetic_frames(num_frames: int, height: int, width: int, seed: int = 0) ->
         channels = [np.sin(xx / 6 + t / 4 + phase[c]) + np.cos(yy / 9 - t / 6 + phase[c]) for c in range(3)]
         frame = np.stack(channels, -1) * 50 + 128
         top, left = (3 + 2 * t) % max(1, height - 8), (5 + 3 * t) % max(1, width - 8)
-        frame[top:top + 8, left:left + 8] = (230, 40, 40)
+        frame[top : top + 8, left : left + 8] = (230, 40, 40)
         frames.append(frame.clip(0, 254).astype(np.uint8))
     return np.stack(frames)
 
 
 def vtok_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run `vtok ARGS` as a user does (a subprocess), capturing its output."""
-    return subprocess.run([sys.executable, "-m", "vtok", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vtok", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )

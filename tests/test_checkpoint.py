@@ -10,8 +10,14 @@ import torch
 import vtok
 from vtok.checkpoint.state_dict import ema_state_dict, is_constant_buffer, training_state_dict
 
-SMALL = {"CV8x8x8-720p": 16, "CV4x8x8-360p": 16, "DV8x16x16-720p": 16, "DV4x8x8-360p": 16, "CI8x8-360p": 32,
-         "DI8x8-360p": 32}
+SMALL = {
+    "CV8x8x8-720p": 16,
+    "CV4x8x8-360p": 16,
+    "DV8x16x16-720p": 16,
+    "DV4x8x8-360p": 16,
+    "CI8x8-360p": 32,
+    "DI8x8-360p": 32,
+}
 
 
 def small(name: str, seed: int = 0, **overrides) -> vtok.Tokenizer:
@@ -41,8 +47,9 @@ def save_training(tok: vtok.Tokenizer, path: Path, ema_offset: float = 1.0, dtyp
     model = {k: v.to(dtype) for k, v in training_state_dict(state).items()}
     model.update({k: v + ema_offset for k, v in ema_state_dict(state).items()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model, "optimizer": {}, "scheduler": {"last_epoch": 7}, "grad_scaler": {},
-                "iteration": 7}, path)
+    torch.save(
+        {"model": model, "optimizer": {}, "scheduler": {"last_epoch": 7}, "grad_scaler": {}, "iteration": 7}, path
+    )
     return path
 
 
@@ -141,7 +148,9 @@ def test_bf16_export_runs_in_float32(tmp_path):
     x = example_input(tok)
     encoder = torch.jit.load(str(files["encoder"]))
     indices, codes, aux = encoder(x.bfloat16())
-    assert indices.dtype == torch.int32 and codes.dtype == torch.bfloat16 and aux.shape == (1, 1, 1, 1, indices.shape[-1])
+    assert (
+        indices.dtype == torch.int32 and codes.dtype == torch.bfloat16 and aux.shape == (1, 1, 1, 1, indices.shape[-1])
+    )
     decoder = torch.jit.load(str(files["decoder"])).float()
     for idx in (indices, indices.long()):
         recon = decoder(idx)

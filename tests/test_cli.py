@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from conftest import vtok_cli
 
 import vtok
-from conftest import vtok_cli
 from vtok.checkpoint.state_dict import ema_state_dict, training_state_dict
 
 
@@ -23,8 +23,20 @@ def write_training_checkpoint(path: Path) -> vtok.Tokenizer:
 def test_help_lists_the_commands():
     result = vtok_cli("--help")
     assert result.returncode == 0
-    for command in ("demo", "download-checkpoints", "download-hdvila", "index", "train", "autoencode", "encode",
-                    "decode", "evaluate", "models", "inspect", "export-jit"):
+    for command in (
+        "demo",
+        "download-checkpoints",
+        "download-hdvila",
+        "index",
+        "train",
+        "autoencode",
+        "encode",
+        "decode",
+        "evaluate",
+        "models",
+        "inspect",
+        "export-jit",
+    ):
         assert command in result.stdout
 
 
@@ -48,8 +60,22 @@ def test_export_jit_uses_ema_by_default_and_regular_with_reg(tmp_path):
     ema = torch.jit.load(str(out / "encoder.jit")).state_dict()[key]
     torch.testing.assert_close(ema, tok.state_dict()[key] + 0.5)
 
-    result = vtok_cli("export-jit", "--checkpoint", str(ckpt), "--reg", "--output_dir", str(tmp_path / "reg"),
-                      "--dtype", "float32", "--input_shape", "1", "3", "9", "16", "16")
+    result = vtok_cli(
+        "export-jit",
+        "--checkpoint",
+        str(ckpt),
+        "--reg",
+        "--output_dir",
+        str(tmp_path / "reg"),
+        "--dtype",
+        "float32",
+        "--input_shape",
+        "1",
+        "3",
+        "9",
+        "16",
+        "16",
+    )
     assert result.returncode == 0, result.stderr
     regular = torch.jit.load(str(tmp_path / "reg" / "encoder.jit")).state_dict()[key]
     torch.testing.assert_close(regular, tok.state_dict()[key])

@@ -39,11 +39,29 @@ def test_bad_overrides_name_the_field(override, message):
 
 def test_reference_config_dicts_are_accepted():
     """NVIDIA's dicts use lists and every field name vtok keeps; they build the same config."""
-    reference = {"attn_resolutions": [32], "channels": 128, "channels_mult": [2, 4, 4], "dropout": 0.0,
-                 "in_channels": 3, "num_res_blocks": 2, "out_channels": 3, "resolution": 1024, "patch_size": 4,
-                 "patch_method": "haar", "latent_channels": 16, "z_channels": 16, "z_factor": 1, "num_groups": 1,
-                 "legacy_mode": False, "spatial_compression": 8, "temporal_compression": 8, "formulation": "AE",
-                 "encoder": "FACTORIZED", "decoder": "FACTORIZED", "name": "CV"}
+    reference = {
+        "attn_resolutions": [32],
+        "channels": 128,
+        "channels_mult": [2, 4, 4],
+        "dropout": 0.0,
+        "in_channels": 3,
+        "num_res_blocks": 2,
+        "out_channels": 3,
+        "resolution": 1024,
+        "patch_size": 4,
+        "patch_method": "haar",
+        "latent_channels": 16,
+        "z_channels": 16,
+        "z_factor": 1,
+        "num_groups": 1,
+        "legacy_mode": False,
+        "spatial_compression": 8,
+        "temporal_compression": 8,
+        "formulation": "AE",
+        "encoder": "FACTORIZED",
+        "decoder": "FACTORIZED",
+        "name": "CV",
+    }
     assert TokenizerConfig(**reference) == get_config("CV8x8x8-720p")
 
 

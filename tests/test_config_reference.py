@@ -15,5 +15,7 @@ def test_config_reference_is_up_to_date():
 
 def test_every_config_key_has_a_meaning():
     missing = missing_help()
-    assert not missing, (f"config keys without a meaning: {', '.join(missing)}; add a `#` comment on the field "
-                         "(or an entry in vtok.config.reference.FIELD_HELP), then run: " + COMMAND)
+    assert not missing, (
+        f"config keys without a meaning: {', '.join(missing)}; add a `#` comment on the field "
+        "(or an entry in vtok.config.reference.FIELD_HELP), then run: " + COMMAND
+    )

@@ -18,18 +18,40 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from conftest import synthetic_frames
+
 from vtok.cli import index as index_cmd
-from vtok.data import (AugmentConfig, DatasetConfig, LoaderConfig, MockVideoDataset, VideoWindowDataset,
-                       build_dataloader, build_dataset, dataset_names, find_videos, get_crop_size_info,
-                       index_videos, parse_dataset_name, probe_record, read_window, set_epoch, split_videos)
+from vtok.data import (
+    AugmentConfig,
+    DatasetConfig,
+    LoaderConfig,
+    MockVideoDataset,
+    VideoWindowDataset,
+    build_dataloader,
+    build_dataset,
+    dataset_names,
+    find_videos,
+    get_crop_size_info,
+    index_videos,
+    parse_dataset_name,
+    probe_record,
+    read_window,
+    set_epoch,
+    split_videos,
+)
 from vtok.data.augment import plan_crop
 from vtok.data.decode import frame_to_rgb
 from vtok.data.loader import collate
 from vtok.data.manifest import MANIFEST_NAME
-from vtok.data.sources import (VIDEO_RES_SIZE_INFO, VIDEO_VAL_CROP_SIZE_INFO, aspect_bucket, crop_size, is_mock,
-                               resize_size, video_patterns)
+from vtok.data.sources import (
+    VIDEO_RES_SIZE_INFO,
+    VIDEO_VAL_CROP_SIZE_INFO,
+    aspect_bucket,
+    crop_size,
+    is_mock,
+    resize_size,
+    video_patterns,
+)
 from vtok.io import iter_frames, write_video
 
 FRAMES = 9  # window length used by most tests
@@ -85,6 +107,7 @@ def config(pattern: str | list[str], **kw) -> DatasetConfig:
 
 # ----- names, tables, buckets
 
+
 def test_dataset_names_map_to_sources_and_resolutions() -> None:
     names = dataset_names()
     assert len(names) == 10 and "hdvila_video720" in names and "mock_video360" in names
@@ -100,8 +123,13 @@ def test_dataset_names_map_to_sources_and_resolutions() -> None:
 
 
 def test_crop_and_resize_tables() -> None:
-    assert get_crop_size_info(256) == {"1,1": (256, 256), "4,3": (256, 192), "3,4": (192, 256),
-                                       "16,9": (256, 144), "9,16": (144, 256)}
+    assert get_crop_size_info(256) == {
+        "1,1": (256, 256),
+        "4,3": (256, 192),
+        "3,4": (192, 256),
+        "16,9": (256, 144),
+        "9,16": (144, 256),
+    }
     assert get_crop_size_info(720)["16,9"] == (720, 400)  # 405 rounded down to 16
     assert VIDEO_RES_SIZE_INFO["360"]["16,9"] == (544, 320) and VIDEO_RES_SIZE_INFO["720"]["4,3"] == (960, 720)
     assert VIDEO_RES_SIZE_INFO["1080"]["16,9"] == (1920, 1072) and "1,1" not in VIDEO_RES_SIZE_INFO["1080"]
@@ -130,12 +158,14 @@ def test_plan_follows_spec_resize_and_crops() -> None:
     assert plan_crop(480, 640, cfg, "720", True, rng).resized == (720, 960)  # upscaled to cover 960x720
     val = plan_crop(1080, 1920, cfg, "720", False, rng)  # center crop, nothing random
     assert (val.top, val.left, val.reverse, val.flip) == (288, 512, False, False)
-    raw = plan_crop(1080, 1920, DatasetConfig(crop_height=256, augment=AugmentConfig(raw_crop_prob=1.0)), "720",
-                    True, rng)
+    raw = plan_crop(
+        1080, 1920, DatasetConfig(crop_height=256, augment=AugmentConfig(raw_crop_prob=1.0)), "720", True, rng
+    )
     assert raw.resized is None and raw.top <= 1080 - 144  # cropped at the source resolution
 
 
 # ----- manifest and `vtok index`
+
 
 def test_manifest_written_reused_and_invalidated(media, tmp_path: Path) -> None:
     folder = copy_folder(media["good"], tmp_path / "videos")
@@ -186,6 +216,7 @@ def test_index_command(media, tmp_path: Path, capsys: pytest.CaptureFixture) -> 
 
 # ----- decoding
 
+
 def test_seek_decoded_windows_equal_iter_frames(media) -> None:
     path = media["seek"]
     reference = list(iter_frames(path))
@@ -210,11 +241,12 @@ def test_region_conversion_equals_converting_everything(media) -> None:
             top, left, h, w = region
             window = read_window(path, range(2, 6), convert=lambda f: frame_to_rgb(f, region))
             for frame, i in zip(window.frames, range(2, 6)):
-                np.testing.assert_array_equal(frame, reference[i][top:top + h, left:left + w])
+                np.testing.assert_array_equal(frame, reference[i][top : top + h, left : left + w])
     assert reference[0].shape[:2] == (64, 48)  # the rotated video is displayed upright
 
 
 # ----- samples and augmentations
+
 
 def test_sample_shape_range_dtype_and_fields(media) -> None:
     ds = VideoWindowDataset(config(str(media["good"]), frame_stride=2), "train", seed=3)
@@ -249,9 +281,14 @@ def test_augmentations_are_seeded_and_do_what_they_say(media) -> None:
     first, second = val[3], val[3]
     torch.testing.assert_close(first["video"], second["video"], rtol=0, atol=0)
     assert first["video_name"]["path"].endswith("clip0.mp4")  # 96x54: resized to cover 320x192 (the 256 table)
-    window = np.stack(list(iter_frames(first["video_name"]["path"])))[first["video_name"]["start"]:][:FRAMES]
-    resized = torch.nn.functional.interpolate(torch.from_numpy(window).permute(0, 3, 1, 2).float(), size=(192, 341),
-                                              mode="bicubic", antialias=True).clamp(0, 255).round()
+    window = np.stack(list(iter_frames(first["video_name"]["path"])))[first["video_name"]["start"] :][:FRAMES]
+    resized = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(window).permute(0, 3, 1, 2).float(), size=(192, 341), mode="bicubic", antialias=True
+        )
+        .clamp(0, 255)
+        .round()
+    )
     expected = resized[:, :, 80:112, 154:186].permute(1, 0, 2, 3) / 127.5 - 1  # the center crop
     torch.testing.assert_close(first["video"], expected, rtol=0, atol=1e-6)
 
@@ -266,6 +303,7 @@ def test_val_sample_without_resize_is_the_exact_center_crop(media) -> None:
 
 
 # ----- splits and sampling
+
 
 def test_split_is_disjoint_by_video(media) -> None:
     names = [Path(f"v{i:03d}.mp4") for i in range(200)]
@@ -307,6 +345,7 @@ def test_distributed_sampler_splits_the_windows_between_ranks(media) -> None:
 
 # ----- bad files
 
+
 def test_bad_files_are_skipped_and_counted(media, tmp_path: Path) -> None:
     folder = copy_folder(media["bad"], tmp_path / "mixed")
     shutil.copy(media["good"] / "clip1.mp4", folder)
@@ -347,6 +386,7 @@ def test_read_time_failures_are_replaced_then_raise(media, tmp_path: Path, caplo
 
 # ----- mock data and loaders
 
+
 def test_mock_source(tmp_path: Path) -> None:
     ds = build_dataset(DatasetConfig(name="mock_video720", crop_height=256, num_video_frames=5), "train", seed=0)
     assert isinstance(ds, MockVideoDataset) and len(ds) == 32768
@@ -357,8 +397,9 @@ def test_mock_source(tmp_path: Path) -> None:
     assert not torch.equal(ds[8]["video"], video)
     val = MockVideoDataset(DatasetConfig(name="mock_video720", crop_height=None, num_video_frames=2), "val")
     assert val[0]["video"].shape == (3, 2, 704, 1264)  # the validation table when crop_height is None
-    shapes = MockVideoDataset(DatasetConfig(name="mock_video360", crop_height=64, num_video_frames=6,
-                                            mock_content="shapes"))
+    shapes = MockVideoDataset(
+        DatasetConfig(name="mock_video360", crop_height=64, num_video_frames=6, mock_content="shapes")
+    )
     clip = shapes[0]["video"]
     assert clip.shape == (3, 6, 32, 64) and not torch.equal(clip[:, 0], clip[:, -1])  # things move
     torch.testing.assert_close(shapes[0]["video"], clip, rtol=0, atol=0)

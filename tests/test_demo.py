@@ -7,18 +7,39 @@ import json
 import re
 
 import numpy as np
+from conftest import vtok_cli
 from PIL import Image
 
-from conftest import vtok_cli
 from vtok.io.video import probe_video
 
 
 def test_demo_post_trains_and_improves(tmp_path):
     out = tmp_path / "demo"
-    result = vtok_cli("demo", "--output_dir", str(out), "--iterations", "6", "--train_videos", "2",
-                      "--val_videos", "1", "--video_frames", "9", "--video_size", "32", "48", "--frames", "9",
-                      "--size", "32", "--channels", "16", "--checkpoints", str(tmp_path / "no_release"),
-                      timeout=900)
+    result = vtok_cli(
+        "demo",
+        "--output_dir",
+        str(out),
+        "--iterations",
+        "6",
+        "--train_videos",
+        "2",
+        "--val_videos",
+        "1",
+        "--video_frames",
+        "9",
+        "--video_size",
+        "32",
+        "48",
+        "--frames",
+        "9",
+        "--size",
+        "32",
+        "--channels",
+        "16",
+        "--checkpoints",
+        str(tmp_path / "no_release"),
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = re.search(r"before\s+([\d.]+)\s+([\d.]+)\nafter 6 it\s+([\d.]+)\s+([\d.]+)", result.stdout)
     assert table, result.stdout[-2000:]
@@ -41,7 +62,21 @@ def test_demo_post_trains_and_improves(tmp_path):
 
 
 def test_demo_rejects_impossible_sizes(tmp_path):
-    result = vtok_cli("demo", "--output_dir", str(tmp_path / "demo"), "--frames", "10", "--train_videos", "1",
-                      "--val_videos", "1", "--video_frames", "9", "--video_size", "32", "32")
+    result = vtok_cli(
+        "demo",
+        "--output_dir",
+        str(tmp_path / "demo"),
+        "--frames",
+        "10",
+        "--train_videos",
+        "1",
+        "--val_videos",
+        "1",
+        "--video_frames",
+        "9",
+        "--video_size",
+        "32",
+        "32",
+    )
     assert result.returncode != 0
     assert "num_video_frames=10" in result.stderr + result.stdout

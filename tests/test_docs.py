@@ -38,16 +38,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
+from conftest import REPO_ROOT, synthetic_frames
 
 import vtok
-from conftest import REPO_ROOT, synthetic_frames
 from vtok.checkpoint.state_dict import ema_state_dict, training_state_dict
 from vtok.io.video import write_video
 from vtok.metrics import LPIPS
@@ -67,12 +67,22 @@ SKIPS: dict[str, str] = {
 # Overrides appended to every trainer command: a 16-channel network on 9x32x32 clips read in the main process,
 # fp32 (this CPU emulates bf16), jits traced at the smallest valid shape. The perceptual term runs, with
 # random VGG16 weights from $VTOK_VGG16_WEIGHTS (the workspace's).
-TINY_TRAIN = ["model.config.network.channels=16", "trainer.validate_at_start=false", "trainer.logging_iter=1",
-              "trainer.precision=fp32", "loss.perceptual.dtype=float32", "checkpoint.jit.input_shape=null",
-              "checkpoint.jit.dtype=float32"]
+TINY_TRAIN = [
+    "model.config.network.channels=16",
+    "trainer.validate_at_start=false",
+    "trainer.logging_iter=1",
+    "trainer.precision=fp32",
+    "loss.perceptual.dtype=float32",
+    "checkpoint.jit.input_shape=null",
+    "checkpoint.jit.dtype=float32",
+]
 for _loader in ("dataloader_train", "dataloader_val"):
-    TINY_TRAIN += [f"{_loader}.dataset.num_video_frames=9", f"{_loader}.dataset.crop_height=32",
-                   f"{_loader}.dataset.crop_width=32", f"{_loader}.num_workers=0"]
+    TINY_TRAIN += [
+        f"{_loader}.dataset.num_video_frames=9",
+        f"{_loader}.dataset.crop_height=32",
+        f"{_loader}.dataset.crop_width=32",
+        f"{_loader}.num_workers=0",
+    ]
 TRAINER = r"(-m vtok\.train|\bvtok train)\b"
 
 
@@ -92,19 +102,36 @@ class Substitution:
 SUBSTITUTIONS: list[Substitution] = [
     Substitution(r"--nproc_per_node[= ]8\b", "--nproc_per_node=2", "2 CPU processes (gloo) stand in for 8 GPUs"),
     Substitution(r"--nnodes[= ]\d+", "--nnodes=1", "one machine plays every node"),
-    Substitution(r"--rdzv_endpoint[= ]\S+", lambda m: f"--rdzv_endpoint=127.0.0.1:{_free_port()}",
-                 "the rendezvous host is this machine, on a free port"),
-    Substitution(r"\btorchrun (?!.*--rdzv_endpoint)", lambda m: f"torchrun --master_port={_free_port()} ",
-                 "a free port, so parallel test runs do not collide on 29500"),
-    Substitution(r"trainer\.max_iter=(\d+)", lambda m: f"trainer.max_iter={max(1, int(m[1]) // 10000)}",
-                 "1/10000 of the iterations (at least 1)"),
-    Substitution(TRAINER + r".*$", lambda m: " ".join([m[0], *TINY_TRAIN] + ([] if "max_iter=" in m[0] else
-                                                                         ["trainer.max_iter=1"])),
-                 "tiny network and clips (above); one iteration unless the command sets trainer.max_iter"),
-    Substitution(r"(checkpoints/posttraining/\S*/iter_)(\d{9})",
-                 lambda m: f"{m[1]}{max(1, int(m[2]) // 10000):09d}", "the files of the shortened runs"),
-    Substitution(r"vtok inspect CKPT\b", "vtok inspect checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/model.pt",
-                 "CKPT is a placeholder"),
+    Substitution(
+        r"--rdzv_endpoint[= ]\S+",
+        lambda m: f"--rdzv_endpoint=127.0.0.1:{_free_port()}",
+        "the rendezvous host is this machine, on a free port",
+    ),
+    Substitution(
+        r"\btorchrun (?!.*--rdzv_endpoint)",
+        lambda m: f"torchrun --master_port={_free_port()} ",
+        "a free port, so parallel test runs do not collide on 29500",
+    ),
+    Substitution(
+        r"trainer\.max_iter=(\d+)",
+        lambda m: f"trainer.max_iter={max(1, int(m[1]) // 10000)}",
+        "1/10000 of the iterations (at least 1)",
+    ),
+    Substitution(
+        TRAINER + r".*$",
+        lambda m: " ".join([m[0], *TINY_TRAIN] + ([] if "max_iter=" in m[0] else ["trainer.max_iter=1"])),
+        "tiny network and clips (above); one iteration unless the command sets trainer.max_iter",
+    ),
+    Substitution(
+        r"(checkpoints/posttraining/\S*/iter_)(\d{9})",
+        lambda m: f"{m[1]}{max(1, int(m[2]) // 10000):09d}",
+        "the files of the shortened runs",
+    ),
+    Substitution(
+        r"vtok inspect CKPT\b",
+        "vtok inspect checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/model.pt",
+        "CKPT is a placeholder",
+    ),
 ]
 
 
@@ -187,7 +214,7 @@ def run_key(command: str) -> str:
     """What makes two substituted commands the same run: their arguments, ports masked, repeats dropped
     (`a=1 x a=1` runs as `x a=1`), so README's and a docs page's copies of one command run once."""
     words = shlex.split(re.sub(r"(--master_port=|--rdzv_endpoint=127\.0\.0\.1:)\d+", r"\1PORT", command))
-    return " ".join(w for i, w in enumerate(words) if w not in words[i + 1:])
+    return " ".join(w for i, w in enumerate(words) if w not in words[i + 1 :])
 
 
 def substitute_python(code: str) -> str:
@@ -201,12 +228,20 @@ def substitute_python(code: str) -> str:
 
 # Release folders: {model: (channels, with the three jits)}. Tracing is slow here, so only the folder whose
 # jits the docs name has them; the others hold model.pt, which every command reads as well.
-RELEASES = {"CV8x8x8-720p": (16, True), "CV4x8x8-360p": (16, False), "DV8x16x16-720p": (16, False),
-            "DV4x8x8-360p": (16, False), "CI8x8-360p": (32, False)}
+RELEASES = {
+    "CV8x8x8-720p": (16, True),
+    "CV4x8x8-360p": (16, False),
+    "DV8x16x16-720p": (16, False),
+    "DV4x8x8-360p": (16, False),
+    "CI8x8-360p": (32, False),
+}
 # Rewrites of ```python blocks (regex, replacement, reason).
 PYTHON_SUBSTITUTIONS = [
-    (r"torch\.rand\(1, 3, 17, 256, 256\)", "torch.rand(1, 3, 17, 64, 64)", "64x64 frames: the 256x256 example "
-     "takes 20 s on a busy 2-core CPU"),
+    (
+        r"torch\.rand\(1, 3, 17, 256, 256\)",
+        "torch.rand(1, 3, 17, 64, 64)",
+        "64x64 frames: the 256x256 example takes 20 s on a busy 2-core CPU",
+    ),
 ]
 VIDEOS = {  # folder: (count, frames, height, width)
     "clips": (1, 17, 48, 64),
@@ -225,8 +260,13 @@ def training_file(tok: vtok.Tokenizer, iteration: int) -> dict:
     params = list(tok.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.5, 0.999), weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
-    return {"model": {**training_state_dict(state), **ema_state_dict(state)}, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "grad_scaler": {}, "iteration": iteration}
+    return {
+        "model": {**training_state_dict(state), **ema_state_dict(state)},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "grad_scaler": {},
+        "iteration": iteration,
+    }
 
 
 def release_folder(folder: Path, name: str, channels: int, jits: bool) -> dict[str, bytes]:
@@ -306,8 +346,10 @@ class Workspace:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Workspace:
     root = tmp_path_factory.mktemp("docs_workspace")
-    releases = {name: release_folder(root / "checkpoints" / f"Cosmos-Tokenize1-{name}", name, *spec)
-                for name, spec in RELEASES.items()}
+    releases = {
+        name: release_folder(root / "checkpoints" / f"Cosmos-Tokenize1-{name}", name, *spec)
+        for name, spec in RELEASES.items()
+    }
     torch.manual_seed(1)
     tok = vtok.build_tokenizer("CV8x8x8-720p", channels=16)
     torch.save(training_file(tok, iteration=10000), root / "iter_000010000.pt")
@@ -317,6 +359,7 @@ def workspace(tmp_path_factory) -> Workspace:
         write_videos(root / folder, *shape)
     (root / "images").mkdir()
     from PIL import Image
+
     for i in range(2):
         Image.fromarray(synthetic_frames(1, 64, 96, seed=i)[0]).save(root / "images" / f"image_{i}.png")
     (root / "docs").mkdir()
@@ -329,21 +372,38 @@ def workspace(tmp_path_factory) -> Workspace:
     hub = FakeHubServer(releases)
     sources = file_server(root / "hdvila_sources")
     base = f"http://127.0.0.1:{sources.server_address[1]}"
-    records = [{"url": f"{base}/{CLIP_NAMES[i]}", "video_id": f"src{i}", "clip_id": f"src{i}_clip{j}.mp4",
-                "caption": "a test clip", "span_start": f"00:00:0{j}.000", "span_end": f"00:00:0{j + 1}.500"}
-               for i in range(2) for j in range(2)]
+    records = [
+        {
+            "url": f"{base}/{CLIP_NAMES[i]}",
+            "video_id": f"src{i}",
+            "clip_id": f"src{i}_clip{j}.mp4",
+            "caption": "a test clip",
+            "span_start": f"00:00:0{j}.000",
+            "span_end": f"00:00:0{j + 1}.500",
+        }
+        for i in range(2)
+        for j in range(2)
+    ]
     (root / "datasets/hdvila/hdvila-100M.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
     bin_dir = root / ".bin"
     bin_dir.mkdir()
     (bin_dir / "vtok").write_text(WRAPPER.format(python=sys.executable))
     (bin_dir / "vtok").chmod(0o755)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HF_", "HUGGING_FACE", "VTOK_LPIPS", "VTOK_VGG16", "OUTPUT_ROOT"))}
-    env.update(PATH=f"{bin_dir}:{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}", HF_ENDPOINT=hub.hub.url,
-               HF_HOME=str(root / ".hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
-               VTOK_DOCS_TEST_MD5=json.dumps(hub.hub.md5s()), TORCH_HOME=str(root / ".torch_home"),
-               VTOK_VGG16_WEIGHTS=str(lpips_folder / "vgg16.pth"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HF_", "HUGGING_FACE", "VTOK_LPIPS", "VTOK_VGG16", "OUTPUT_ROOT"))
+    }
+    env.update(
+        PATH=f"{bin_dir}:{VENV_BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        HF_ENDPOINT=hub.hub.url,
+        HF_HOME=str(root / ".hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        VTOK_DOCS_TEST_MD5=json.dumps(hub.hub.md5s()),
+        TORCH_HOME=str(root / ".torch_home"),
+        VTOK_VGG16_WEIGHTS=str(lpips_folder / "vgg16.pth"),
+    )
     yield Workspace(root, env, {})
     hub.close()
     sources.shutdown()
@@ -357,8 +417,12 @@ SNIPPETS = snippets()
 
 def test_code_blocks_are_bash_python_or_text():
     """Commands cannot hide in a ```sh or ```console block, which this test would not run."""
-    odd = [f"{path.relative_to(REPO_ROOT)}:{first - 1} ```{language}" for path in DOCS
-           for first, language, _ in fenced_blocks(path) if language not in LANGUAGES_RUN + LANGUAGES_SHOWN]
+    odd = [
+        f"{path.relative_to(REPO_ROOT)}:{first - 1} ```{language}"
+        for path in DOCS
+        for first, language, _ in fenced_blocks(path)
+        if language not in LANGUAGES_RUN + LANGUAGES_SHOWN
+    ]
     assert not odd, f"use ```bash (run by this test), ```python (run) or ```text (shown only): {odd}"
 
 
@@ -383,20 +447,30 @@ def test_documented_command_runs(snippet: Snippet, workspace: Workspace):
         first, code = workspace.ran[key]
         assert code == 0, f"the same command failed at {first}"
         return
-    argv = ["bash", "-euo", "pipefail", "-c", command] if snippet.language == "bash" else [sys.executable, "-c", command]
+    argv = (
+        ["bash", "-euo", "pipefail", "-c", command] if snippet.language == "bash" else [sys.executable, "-c", command]
+    )
     started = time.perf_counter()
     result = run_in_session(argv, workspace)
     workspace.ran[key] = (snippet.id, result.returncode)
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, (
         f"{snippet.id} failed (exit {result.returncode}, {elapsed:.0f} s)\ncommand as run: {command}\n"
-        f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}")
+        f"--- stdout (end)\n{result.stdout[-3000:]}\n--- stderr (end)\n{result.stderr[-3000:]}"
+    )
 
 
 def run_in_session(argv: list[str], workspace: Workspace) -> subprocess.CompletedProcess:
     """Run a command in its own process group; after TIMEOUT_S kill the whole group (torchrun's workers too)."""
-    proc = subprocess.Popen(argv, cwd=workspace.root, env=workspace.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=workspace.root,
+        env=workspace.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -423,6 +497,9 @@ def test_troubleshooting_messages_are_still_printed():
     headings = re.findall(r"^### `(.+)`$", (REPO_ROOT / "docs" / "troubleshooting.md").read_text(), re.M)
     corpus = message_corpus()
     assert len(headings) >= 20
-    stale = [h for h in headings
-             if not any(re.search(".*?".join(re.escape(part) for part in h.split("…")), text) for text in corpus)]
+    stale = [
+        h
+        for h in headings
+        if not any(re.search(".*?".join(re.escape(part) for part in h.split("…")), text) for text in corpus)
+    ]
     assert not stale, f"docs/troubleshooting.md quotes messages vtok no longer prints: {stale}"

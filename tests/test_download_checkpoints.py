@@ -19,9 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -72,15 +72,25 @@ class FakeHub:
 
     def md5s(self) -> dict[str, dict[str, str]]:
         """An MD5 table like RELEASE_MD5 but for the served files (the .jit files and mean_std.pt)."""
-        return {repo.removeprefix("nvidia/Cosmos-Tokenize1-"): {f: hashlib.md5(data).hexdigest()
-                                                              for f, data in files.items()
-                                                              if f.endswith(".jit") or f == "mean_std.pt"}
-                for repo, files in self.repos.items()}
+        return {
+            repo.removeprefix("nvidia/Cosmos-Tokenize1-"): {
+                f: hashlib.md5(data).hexdigest()
+                for f, data in files.items()
+                if f.endswith(".jit") or f == "mean_std.pt"
+            }
+            for repo, files in self.repos.items()
+        }
 
     def gets(self, repo: str, filename: str, server: str = "hub") -> list[tuple[str, str, str | None, str | None, str]]:
         """The file downloads (GET requests) of one file of one repo that reached `server` ("hub" or "cdn")."""
-        return [r for r in self.requests if r[0] == "GET" and r[1].startswith(f"/{repo}/resolve/")
-                and r[1].endswith("/" + filename) and r[4] == server]
+        return [
+            r
+            for r in self.requests
+            if r[0] == "GET"
+            and r[1].startswith(f"/{repo}/resolve/")
+            and r[1].endswith("/" + filename)
+            and r[4] == server
+        ]
 
 
 class HubHandler(BaseHTTPRequestHandler):
@@ -100,8 +110,9 @@ class HubHandler(BaseHTTPRequestHandler):
         hub = self.hub
         path = unquote(urlsplit(self.path).path)
         with hub.lock:
-            hub.requests.append((self.command, path, self.headers.get("Range"), self.headers.get("Authorization"),
-                                 self.role))
+            hub.requests.append(
+                (self.command, path, self.headers.get("Range"), self.headers.get("Authorization"), self.role)
+            )
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
             return self._api(hub, "/".join(parts[2:4]))
@@ -114,10 +125,13 @@ class HubHandler(BaseHTTPRequestHandler):
             return self._error(404, "RepoNotFound")
         if repo in hub.denied and hub.denied[repo][2]:
             return self._error(*hub.denied[repo][:2])
-        siblings = [{"rfilename": f, "size": len(data), "blobId": hashlib.sha1(data).hexdigest()}
-                    for f, data in hub.repos[repo].items()]
-        payload = json.dumps({"id": repo, "sha": hub.commit(repo), "private": False, "gated": "manual",
-                              "siblings": siblings}).encode()
+        siblings = [
+            {"rfilename": f, "size": len(data), "blobId": hashlib.sha1(data).hexdigest()}
+            for f, data in hub.repos[repo].items()
+        ]
+        payload = json.dumps(
+            {"id": repo, "sha": hub.commit(repo), "private": False, "gated": "manual", "siblings": siblings}
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -331,8 +345,9 @@ def test_unreachable_hub_fails_each_model_in_one_line(tmp_path):
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    report = download_checkpoints(["CI8x8-360p", "DI8x8-360p"], tmp_path, endpoint=f"http://127.0.0.1:{port}",
-                                  log=lambda line: None)
+    report = download_checkpoints(
+        ["CI8x8-360p", "DI8x8-360p"], tmp_path, endpoint=f"http://127.0.0.1:{port}", log=lambda line: None
+    )
     assert [r.status for r in report.results] == ["failed", "failed"]
     assert all(r.detail.startswith("download failed: ") and "\n" not in r.detail for r in report.results)
 
@@ -356,33 +371,51 @@ def test_release_table_names_known_models():
 
 # --- the command line, in a subprocess that finds the Hub through HF_ENDPOINT as a user's shell would ---
 
-CLI = ("import sys, vtok.cli.main as m, vtok.cli.download_checkpoints as d; "
-       "m.COMMANDS += () if d in m.COMMANDS else (d,); sys.exit(m.main(sys.argv[1:]))")
+CLI = (
+    "import sys, vtok.cli.main as m, vtok.cli.download_checkpoints as d; "
+    "m.COMMANDS += () if d in m.COMMANDS else (d,); sys.exit(m.main(sys.argv[1:]))"
+)
 
 
 def cli_env(hub: FakeHub, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
-    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1",
-               PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
+    env.update(
+        HF_ENDPOINT=hub.url,
+        HF_HOME=str(home),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONPATH=str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
     return env
 
 
 def run_cli(hub: FakeHub, home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CLI, "download-checkpoints", *args], cwd=home,
-                          env=cli_env(hub, home), capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", CLI, "download-checkpoints", *args],
+        cwd=home,
+        env=cli_env(hub, home),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_downloads_then_skips(hub, tmp_path):
     for name in ("CI8x8-360p", "DI16x16-360p"):  # image models: not in NVIDIA's MD5 table
-        hub.add(name, {f: f"{name}/{f}".encode() * 30 for f in ("README.md", "config.json", "encoder.jit",
-                                                                  "decoder.jit", "autoencoder.jit", "model.pt")})
+        hub.add(
+            name,
+            {
+                f: f"{name}/{f}".encode() * 30
+                for f in ("README.md", "config.json", "encoder.jit", "decoder.jit", "autoencoder.jit", "model.pt")
+            },
+        )
     first = run_cli(hub, tmp_path, "--tokenizer_types", "CI8x8-360p", "DI16x16_360p")
     assert first.returncode == 0, first.stderr
     assert "checkpoints: 2 done, 0 skipped (already complete), 0 failed" in first.stdout
     folder = tmp_path / "checkpoints" / "Cosmos-Tokenize1-DI16x16-360p"
     assert (folder / "model.pt").read_bytes() == hub.repos["nvidia/Cosmos-Tokenize1-DI16x16-360p"]["model.pt"]
-    second = run_cli(hub, tmp_path, "--tokenizer_types", "CI8x8-360p", "DI16x16-360p",
-                     "--checkpoint_dir", "checkpoints")
+    second = run_cli(
+        hub, tmp_path, "--tokenizer_types", "CI8x8-360p", "DI16x16-360p", "--checkpoint_dir", "checkpoints"
+    )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip().endswith("nothing to do: all 2 models are already complete")
 
@@ -407,8 +440,9 @@ def test_cli_unknown_name_fails_fast(hub, tmp_path, monkeypatch, capsys):
 
     if command not in cli.COMMANDS:
         monkeypatch.setattr(cli, "COMMANDS", cli.COMMANDS + (command,))
-    code = cli.main(["download-checkpoints", "--tokenizer_types", "CV8x8x8-720p", "CV8x8x9-720p",
-                     "--checkpoint_dir", str(tmp_path)])
+    code = cli.main(
+        ["download-checkpoints", "--tokenizer_types", "CV8x8x8-720p", "CV8x8x9-720p", "--checkpoint_dir", str(tmp_path)]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1
     assert err.startswith("vtok: error: unknown tokenizer 'CV8x8x9-720p'") and "CV8x8x8-720p" in err
@@ -424,14 +458,24 @@ def test_interrupted_run_leaves_part_that_next_run_resumes(hub, tmp_path, stop):
     final = folder / "model.pt"
     present_at_get: list[bool] = []
     hub.on_get = lambda repo_, filename: present_at_get.append(final.exists()) if filename == "model.pt" else None
-    proc = subprocess.Popen([sys.executable, "-c", CLI, "download-checkpoints", "--tokenizer_types", "CI8x8-360p"],
-                            cwd=tmp_path, env=cli_env(hub, tmp_path), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "download-checkpoints", "--tokenizer_types", "CI8x8-360p"],
+        cwd=tmp_path,
+        env=cli_env(hub, tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert hub.stalled.wait(60), "the first run never reached model.pt"
         deadline = time.monotonic() + 30
-        while not (parts := [p for p in (folder / ".cache" / "vtok").glob("model.pt.*.part")
-                             if p.stat().st_size >= 1 << 20]) and time.monotonic() < deadline:
+        while (
+            not (
+                parts := [
+                    p for p in (folder / ".cache" / "vtok").glob("model.pt.*.part") if p.stat().st_size >= 1 << 20
+                ]
+            )
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)
         assert len(parts) == 1 and not final.exists()
         proc.send_signal(stop)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import vtok.io as vio
 from conftest import REPO_ROOT
 from loopback_http import file_server
+
+import vtok.io as vio
 from vtok.cli import download_hdvila
 from vtok.download.fetch import DownloadError, HttpDownloader, download, downloader_for
 from vtok.download.hdvila import HdvilaLayout, iter_records, parse_time, plan_videos
@@ -40,18 +40,22 @@ except (ValueError, FileNotFoundError) as err:
 
 # --- time parsing -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, seconds", [
-    ("01:02:03.456", Fraction("3723.456")),          # HH:MM:SS.mmm (the reference added the fraction twice)
-    ("00:00:01.5", Fraction(3, 2)),                 # one fractional digit (the reference read it as 5 ms)
-    ("00:00:01.05", Fraction(21, 20)),              # two digits
-    ("00:10:00.123456", Fraction("600.123456")),    # more than three digits
-    ("00:00:07", Fraction(7)),                      # no fraction
-    ("12:34", Fraction(754)),                       # MM:SS
-    ("02:03.25", Fraction("123.25")),               # MM:SS.ff
-    ("75.5", Fraction(151, 2)),                     # plain seconds, 60 or more
-    ("9", Fraction(9)),
-    (12.25, Fraction(49, 4)),                       # a JSON number
-])
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [
+        ("01:02:03.456", Fraction("3723.456")),  # HH:MM:SS.mmm (the reference added the fraction twice)
+        ("00:00:01.5", Fraction(3, 2)),  # one fractional digit (the reference read it as 5 ms)
+        ("00:00:01.05", Fraction(21, 20)),  # two digits
+        ("00:10:00.123456", Fraction("600.123456")),  # more than three digits
+        ("00:00:07", Fraction(7)),  # no fraction
+        ("12:34", Fraction(754)),  # MM:SS
+        ("02:03.25", Fraction("123.25")),  # MM:SS.ff
+        ("75.5", Fraction(151, 2)),  # plain seconds, 60 or more
+        ("9", Fraction(9)),
+        (12.25, Fraction(49, 4)),  # a JSON number
+    ],
+)
 def test_parse_time(text, seconds):
     assert parse_time(text) == seconds
 
@@ -63,6 +67,7 @@ def test_parse_time_rejects(text):
 
 
 # --- fixtures: source videos, a loopback server, a jsonl ----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory) -> dict[str, bytes]:
@@ -89,8 +94,15 @@ def write_jsonl(path: Path, lines: list[dict | str]) -> None:
 
 
 def record(base: str, video_id: str, clip_id: str, start: str, end: str, **extra: object) -> dict:
-    return {"url": f"{base}/{video_id}.mp4", "video_id": video_id, "clip_id": clip_id,
-            "caption": f"caption of {clip_id}", "span_start": start, "span_end": end, **extra}
+    return {
+        "url": f"{base}/{video_id}.mp4",
+        "video_id": video_id,
+        "clip_id": clip_id,
+        "caption": f"caption of {clip_id}",
+        "span_start": start,
+        "span_end": end,
+        **extra,
+    }
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -106,6 +118,7 @@ def expected_frames(start: str, end: str) -> int:
 
 # --- the command ---------------------------------------------------------------------------------------------
 
+
 def test_download_and_clip_pair_by_video_id_and_resume(tmp_path, server, sources, capsys):
     for video_id in COLOURS:
         server.routes[f"/{video_id}.mp4"] = ("file", sources[video_id])
@@ -115,14 +128,20 @@ def test_download_and_clip_pair_by_video_id_and_resume(tmp_path, server, sources
         record(base, "vidB", "zz_clip.mp4", "00:00:00.000", "00:00:01.500", extra_field=[1, 2]),
         record(base, "vidA", "aa_clip.mp4", "00:00:01.0", "00:00:02.75"),
         record(base, "vidB", "mm_clip.mp4", "2.25", "00:03.9"),
-        record(base, "vidC", "bb_clip.mp4", "00:00:03.000", "00:00:10.000"),   # runs past the source's end
+        record(base, "vidC", "bb_clip.mp4", "00:00:03.000", "00:00:10.000"),  # runs past the source's end
     ]
-    write_jsonl(tmp_path / "hdvila-100M.jsonl", [
-        clips[0], clips[1], "{not json", clips[2],
-        {"video_id": "vidC", "clip_id": "x.mp4", "span_start": "0", "span_end": "1"},   # no url
-        record(base, "vidC", "y.mp4", "00:00:02", "00:00:01"),                          # end before start
-        clips[3],
-    ])
+    write_jsonl(
+        tmp_path / "hdvila-100M.jsonl",
+        [
+            clips[0],
+            clips[1],
+            "{not json",
+            clips[2],
+            {"video_id": "vidC", "clip_id": "x.mp4", "span_start": "0", "span_end": "1"},  # no url
+            record(base, "vidC", "y.mp4", "00:00:02", "00:00:01"),  # end before start
+            clips[3],
+        ],
+    )
     common = ["--dataset_path", str(tmp_path), "--retries", "0"]
 
     # 1) two videos, download only: every clip of those two gets its metas, nothing is cut yet
@@ -132,15 +151,35 @@ def test_download_and_clip_pair_by_video_id_and_resume(tmp_path, server, sources
     assert all(f"line {n}:" in err for n in (3, 5, 6)), err
     assert sorted(p.name for p in (tmp_path / "videos_orig").iterdir()) == ["vidA.mp4", "vidB.mp4"]
     assert sorted(p.name for p in (tmp_path / "metas").iterdir()) == [
-        "aa_clip.json", "aa_clip.txt", "mm_clip.json", "mm_clip.txt", "zz_clip.json", "zz_clip.txt"]
+        "aa_clip.json",
+        "aa_clip.txt",
+        "mm_clip.json",
+        "mm_clip.txt",
+        "zz_clip.json",
+        "zz_clip.txt",
+    ]
     assert json.loads((tmp_path / "metas" / "zz_clip.json").read_text()) == clips[0]
     assert (tmp_path / "metas" / "mm_clip.txt").read_text() == "caption of mm_clip.mp4\n"
     assert not (tmp_path / "videos").exists()
 
     # 2) all videos, download and clip, as a user runs it (a subprocess; the server is this process)
-    result = subprocess.run([sys.executable, "-c", CLI_SCRIPT, "download-hdvila", *common, "--N_videos", "10",
-                             "--do_download", "--do_clip"], capture_output=True, text=True, cwd=REPO_ROOT,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLI_SCRIPT,
+            "download-hdvila",
+            *common,
+            "--N_videos",
+            "10",
+            "--do_download",
+            "--do_clip",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "download: 1 done, 2 skipped, 0 failed" in result.stdout
     assert "clip: 4 done, 0 skipped, 0 failed" in result.stdout
@@ -154,7 +193,7 @@ def test_download_and_clip_pair_by_video_id_and_resume(tmp_path, server, sources
             assert abs(len(frames) - span_frames) <= 1
         mean = frames.reshape(-1, 3).mean(0)
         assert np.abs(mean - COLOURS[clip["video_id"]]).max() < 12, (clip["clip_id"], mean)
-    assert len(frames) == 10   # bb_clip: 3 s to the end of the 4 s source
+    assert len(frames) == 10  # bb_clip: 3 s to the end of the 4 s source
 
     # 3) a rerun finds everything done: no request, no file rewritten
     requests = len(server.requests)
@@ -168,17 +207,25 @@ def test_download_and_clip_pair_by_video_id_and_resume(tmp_path, server, sources
 
 
 def test_http_errors_and_corrupt_files_are_retried_then_failed_never_recorded(tmp_path, server, sources, capsys):
-    server.routes.update({"/gone.mp4": ("status", 404), "/broken.mp4": ("status", 500),
-                          "/corrupt.mp4": ("file", sources["corrupt"]), "/vidA.mp4": ("file", sources["vidA"])})
+    server.routes.update(
+        {
+            "/gone.mp4": ("status", 404),
+            "/broken.mp4": ("status", 500),
+            "/corrupt.mp4": ("file", sources["corrupt"]),
+            "/vidA.mp4": ("file", sources["vidA"]),
+        }
+    )
     base = server.base
-    write_jsonl(tmp_path / "hdvila-100M.jsonl", [
-        record(base, "gone", "gone_0.mp4", "0", "1"),
-        record(base, "broken", "broken_0.mp4", "0", "1"),
-        record(base, "corrupt", "corrupt_0.mp4", "0", "1"),
-        record(base, "vidA", "a_0.mp4", "0", "1"),
-    ])
-    args = parse("--dataset_path", str(tmp_path), "--retries", "2", "--retry_wait", "0", "--do_download",
-                 "--do_clip")
+    write_jsonl(
+        tmp_path / "hdvila-100M.jsonl",
+        [
+            record(base, "gone", "gone_0.mp4", "0", "1"),
+            record(base, "broken", "broken_0.mp4", "0", "1"),
+            record(base, "corrupt", "corrupt_0.mp4", "0", "1"),
+            record(base, "vidA", "a_0.mp4", "0", "1"),
+        ],
+    )
+    args = parse("--dataset_path", str(tmp_path), "--retries", "2", "--retry_wait", "0", "--do_download", "--do_clip")
     assert download_hdvila.run(args) == 1
     out, _ = capsys.readouterr()
     assert "download: 1 done, 0 skipped, 3 failed" in out
@@ -187,8 +234,8 @@ def test_http_errors_and_corrupt_files_are_retried_then_failed_never_recorded(tm
     assert re.search(r"failed corrupt: \S+/corrupt.mp4: not a readable video", out)
     assert "clip: 1 done, 3 skipped, 0 failed\n  skipped 3: source video not downloaded" in out
     for path in ("/gone.mp4", "/broken.mp4", "/corrupt.mp4"):
-        assert sum(p == path for p, _ in server.requests) == 3   # the first try and two retries
-    assert sorted(p.name for p in (tmp_path / "videos_orig").iterdir()) == ["vidA.mp4"]   # no .part either
+        assert sum(p == path for p, _ in server.requests) == 3  # the first try and two retries
+    assert sorted(p.name for p in (tmp_path / "videos_orig").iterdir()) == ["vidA.mp4"]  # no .part either
     assert sorted(p.name for p in (tmp_path / "metas").iterdir()) == ["a_0.json", "a_0.txt"]
 
 
@@ -213,11 +260,11 @@ def test_dropped_connection_is_resumed_with_a_range_request(tmp_path, server, so
 def test_interrupted_download_continues_from_its_part_file(tmp_path, server, sources):
     data = sources["vidC"]
     server.routes["/vidC.mp4"] = ("file", data)
-    (tmp_path / "vidC.mp4.part").write_bytes(data[:1000])   # what an interrupted run leaves
+    (tmp_path / "vidC.mp4.part").write_bytes(data[:1000])  # what an interrupted run leaves
     download(f"{server.base}/vidC.mp4", tmp_path / "vidC.mp4", retries=0)
     assert (tmp_path / "vidC.mp4").read_bytes() == data
     assert server.requests == [("/vidC.mp4", "bytes=1000-")]
-    (tmp_path / "again.mp4.part").write_bytes(data)         # complete but not yet moved: the server says 416
+    (tmp_path / "again.mp4.part").write_bytes(data)  # complete but not yet moved: the server says 416
     download(f"{server.base}/vidC.mp4", tmp_path / "again.mp4", retries=0)
     assert (tmp_path / "again.mp4").read_bytes() == data
     assert server.requests[-1] == ("/vidC.mp4", f"bytes={len(data)}-")
@@ -231,12 +278,23 @@ def test_downloader_is_picked_by_url():
         downloader_for("ftp://example.org/v.mp4")
 
 
-@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("yt_dlp", "pytubefix")),
-                    reason="yt-dlp or pytubefix is installed")
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(m) for m in ("yt_dlp", "pytubefix")), reason="yt-dlp or pytubefix is installed"
+)
 def test_youtube_without_yt_dlp_fails_with_the_install_hint(tmp_path, capsys):
-    write_jsonl(tmp_path / "hdvila-100M.jsonl", [{
-        "url": "https://www.youtube.com/watch?v=abcdefghijk", "video_id": "abcdefghijk",
-        "clip_id": "abcdefghijk_0.mp4", "caption": "c", "span_start": "0:00:01.0", "span_end": "0:00:02.0"}])
+    write_jsonl(
+        tmp_path / "hdvila-100M.jsonl",
+        [
+            {
+                "url": "https://www.youtube.com/watch?v=abcdefghijk",
+                "video_id": "abcdefghijk",
+                "clip_id": "abcdefghijk_0.mp4",
+                "caption": "c",
+                "span_start": "0:00:01.0",
+                "span_end": "0:00:02.0",
+            }
+        ],
+    )
     assert download_hdvila.run(parse("--dataset_path", str(tmp_path), "--do_download", "--retry_wait", "0")) == 1
     out, _ = capsys.readouterr()
     failed = [line for line in out.splitlines() if line.strip().startswith("failed")]
@@ -253,13 +311,21 @@ def test_missing_jsonl_and_nothing_to_do_are_clear_errors(tmp_path):
 
 def test_plan_stops_after_n_videos_and_skips_duplicate_clips(tmp_path):
     base = "http://127.0.0.1:9"
-    write_jsonl(tmp_path / "d.jsonl", [
-        record(base, "v1", "c1.mp4", "0", "1"), record(base, "v1", "c2.mp4", "1", "2"),
-        record(base, "v2", "c1.mp4", "0", "1"), record(base, "v2", "c3.mp4", "0", "1"),
-        record(base, "v3", "c4.mp4", "0", "1"), "{broken",
-    ])
+    write_jsonl(
+        tmp_path / "d.jsonl",
+        [
+            record(base, "v1", "c1.mp4", "0", "1"),
+            record(base, "v1", "c2.mp4", "1", "2"),
+            record(base, "v2", "c1.mp4", "0", "1"),
+            record(base, "v2", "c3.mp4", "0", "1"),
+            record(base, "v3", "c4.mp4", "0", "1"),
+            "{broken",
+        ],
+    )
     plan = plan_videos(iter_records(tmp_path / "d.jsonl"), 2)
     assert [(v.video_id, [c.clip_id for c in v.clips]) for v in plan.videos] == [
-        ("v1", ["c1.mp4", "c2.mp4"]), ("v2", ["c3.mp4"])]
-    assert plan.problems == ["line 3: clip_id 'c1.mp4' already listed on line 1"]   # line 6 is never read
+        ("v1", ["c1.mp4", "c2.mp4"]),
+        ("v2", ["c3.mp4"]),
+    ]
+    assert plan.problems == ["line 3: clip_id 'c1.mp4' already listed on line 1"]  # line 6 is never read
     assert HdvilaLayout(tmp_path).clip(plan.videos[0].clips[0]) == tmp_path / "videos" / "c1.mp4"

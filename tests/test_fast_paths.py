@@ -102,13 +102,14 @@ def test_load_tokenizer_gives_channels_last_and_exports_plain_tensors(tmp_path):
     torch.save(tok.state_dict(), path)
     loaded = load_tokenizer(path, "CV8x8x8-720p", channels=16)
     assert loaded.memory_format == CL
-    assert load_tokenizer(path, "CV8x8x8-720p", channels=16, memory_format=torch.contiguous_format).memory_format \
+    assert (
+        load_tokenizer(path, "CV8x8x8-720p", channels=16, memory_format=torch.contiguous_format).memory_format
         == torch.contiguous_format
+    )
     x = torch.rand(1, 3, 9, 32, 32) * 2 - 1
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x).reconstructions, tok(x).reconstructions, **RECON)
-    written = export_jit(loaded, tmp_path / "jit", example_shape=(1, 3, 9, 32, 32),
-                         dtype=torch.float32)
+    written = export_jit(loaded, tmp_path / "jit", example_shape=(1, 3, 9, 32, 32), dtype=torch.float32)
     encoder = torch.jit.load(str(written["encoder"]))
     assert all(p.is_contiguous() for p in encoder.parameters())
     with torch.inference_mode():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import small_tokenizer, synthetic_frames
 
 import vtok
-from conftest import small_tokenizer, synthetic_frames
-from vtok.inference import Pipeline, TemporalWindows, TokenizerEngine, Tiling, load_engine
+from vtok.inference import Pipeline, TemporalWindows, Tiling, TokenizerEngine, load_engine
 from vtok.inference.pipeline import to_model_input
 from vtok.inference.tiles import run_tiled, tile_starts
 from vtok.inference.windows import stream_windows
@@ -25,8 +25,12 @@ def engine_for(tok: vtok.Tokenizer) -> TokenizerEngine:
 
 def whole_clip(tok: vtok.Tokenizer, frames: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """Tokens and reconstruction of the whole clip in one call (end-padded to a valid length)."""
-    pipeline = Pipeline(engine_for(tok), temporal_window=1 + tok.config.time_factor * math.ceil(
-        (len(frames) - 1) / tok.config.time_factor) if len(frames) > 1 else 1 + tok.config.time_factor)
+    pipeline = Pipeline(
+        engine_for(tok),
+        temporal_window=1 + tok.config.time_factor * math.ceil((len(frames) - 1) / tok.config.time_factor)
+        if len(frames) > 1
+        else 1 + tok.config.time_factor,
+    )
     tokens, layout, count = pipeline.encode(frames)
     return tokens, np.stack(list(pipeline.decode(tokens, layout, count)))
 
@@ -38,13 +42,14 @@ TC = 4
 
 def toy_encode(x: torch.Tensor) -> torch.Tensor:
     """Frame 0 alone, then the mean of each group of TC frames: a tokenizer without temporal context."""
-    groups = [x[:, :, :1]] + [x[:, :, 1 + j * TC:1 + (j + 1) * TC].mean(2, keepdim=True)
-                              for j in range((x.shape[2] - 1) // TC)]
+    groups = [x[:, :, :1]] + [
+        x[:, :, 1 + j * TC : 1 + (j + 1) * TC].mean(2, keepdim=True) for j in range((x.shape[2] - 1) // TC)
+    ]
     return torch.cat(groups, 2)
 
 
 def toy_decode(z: torch.Tensor) -> torch.Tensor:
-    return torch.cat([z[:, :, :1]] + [z[:, :, j:j + 1].expand(-1, -1, TC, -1, -1) for j in range(1, z.shape[2])], 2)
+    return torch.cat([z[:, :, :1]] + [z[:, :, j : j + 1].expand(-1, -1, TC, -1, -1) for j in range(1, z.shape[2])], 2)
 
 
 def pad_time(x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +62,9 @@ def pad_time(x: torch.Tensor) -> torch.Tensor:
 def test_windows_reproduce_a_context_free_model_exactly(frames, window, overlap, chunk):
     x = torch.arange(frames, dtype=torch.float32).view(1, 1, frames, 1, 1)
     plan = TemporalWindows.resolve(TC, window, overlap)
-    latents = torch.cat(list(stream_windows(x.split(chunk, 2), lambda v: toy_encode(pad_time(v)),
-                                            plan.encode_plan(), 2, 2)), 2)
+    latents = torch.cat(
+        list(stream_windows(x.split(chunk, 2), lambda v: toy_encode(pad_time(v)), plan.encode_plan(), 2, 2)), 2
+    )
     expected = toy_encode(pad_time(x))
     assert torch.equal(latents, expected)
     decoded = torch.cat(list(stream_windows(latents.split(chunk, 2), toy_decode, plan.decode_plan(), 2, 2)), 2)
@@ -114,16 +120,20 @@ def test_first_window_matches_the_whole_clip_and_short_videos_are_whole(cv, dv, 
         if tok.config.is_discrete:
             assert torch.equal(tokens[:first], whole_tokens[:first])
         else:
-            torch.testing.assert_close(tokens.narrow(axis, 0, first), whole_tokens.narrow(axis, 0, first),
-                                       rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(
+                tokens.narrow(axis, 0, first), whole_tokens.narrow(axis, 0, first), rtol=1e-4, atol=1e-4
+            )
         frames = np.stack(list(pipeline.decode(tokens, layout, count)))
         untouched = 8  # frames before the second window's cross-fade starts
         assert np.abs(frames[:untouched].astype(int) - whole_frames[:untouched]).max() <= 1
         short = Pipeline(engine_for(tok), temporal_window=49)
         short_tokens, _, _ = short.encode(clip)
         assert short_tokens.shape == whole_tokens.shape
-        assert (torch.equal(short_tokens, whole_tokens) if tok.config.is_discrete
-                else torch.allclose(short_tokens, whole_tokens, atol=1e-4))
+        assert (
+            torch.equal(short_tokens, whole_tokens)
+            if tok.config.is_discrete
+            else torch.allclose(short_tokens, whole_tokens, atol=1e-4)
+        )
 
 
 def _seam(frames: np.ndarray, reference: np.ndarray) -> float:
@@ -147,8 +157,9 @@ def test_encode_then_decode_is_autoencode(cv, dv, clip):
     for tok in (cv, dv):
         pipeline = Pipeline(engine_for(tok), temporal_window=17, temporal_overlap=4)
         tokens, layout, count = pipeline.encode(clip)
-        assert np.array_equal(np.stack(list(pipeline.decode(tokens, layout, count))),
-                              np.stack(list(pipeline.autoencode(clip))))
+        assert np.array_equal(
+            np.stack(list(pipeline.decode(tokens, layout, count))), np.stack(list(pipeline.autoencode(clip)))
+        )
 
 
 def test_discrete_tokens_are_int32_indices_in_the_codebook(dv, clip):
@@ -194,7 +205,7 @@ def test_overlapping_tiles_are_closer_to_whole_frames_than_plain_tiles(cv):
     for overlap in (0, 16):
         tiled = autoencode(tile=(48, 48), tile_overlap=overlap)
         assert tiled.shape == whole.shape
-        psnr[overlap] = 10 * np.log10(255 ** 2 / np.mean((tiled - whole) ** 2))
+        psnr[overlap] = 10 * np.log10(255**2 / np.mean((tiled - whole) ** 2))
     assert psnr[16] > psnr[0] + 2, psnr
     with pytest.raises(ValueError, match="multiples of 8"):
         Tiling.resolve(8, (36, 48), None)
@@ -214,8 +225,13 @@ def test_jit_mode_and_torch_mode_agree(exported, clip):
     frames = clip[:21]
     results = {}
     for mode in ("torch", "jit"):
-        engine = load_engine(checkpoint_enc=exported / "encoder.jit", checkpoint_dec=exported / "decoder.jit",
-                             mode=mode, device="cpu", dtype=torch.float32)
+        engine = load_engine(
+            checkpoint_enc=exported / "encoder.jit",
+            checkpoint_dec=exported / "decoder.jit",
+            mode=mode,
+            device="cpu",
+            dtype=torch.float32,
+        )
         assert engine.name == "CV4x8x8-360p"
         results[mode] = np.stack(list(Pipeline(engine, temporal_window=17).autoencode(frames))).astype(int)
     assert np.abs(results["jit"] - results["torch"]).max() <= 1
@@ -224,8 +240,13 @@ def test_jit_mode_and_torch_mode_agree(exported, clip):
 def test_full_autoencoder_jit_runs_alone_in_windows(exported, clip):
     engine = load_engine(exported / "autoencoder.jit", mode="jit", device="cpu", dtype=torch.float32)
     assert not engine.can_encode and engine.autoencode_fn is not None
-    pair = load_engine(checkpoint_enc=exported / "encoder.jit", checkpoint_dec=exported / "decoder.jit",
-                       mode="jit", device="cpu", dtype=torch.float32)
+    pair = load_engine(
+        checkpoint_enc=exported / "encoder.jit",
+        checkpoint_dec=exported / "decoder.jit",
+        mode="jit",
+        device="cpu",
+        dtype=torch.float32,
+    )
     alone = np.stack(list(Pipeline(engine, temporal_window=49).autoencode(clip[:17]))).astype(int)
     split = np.stack(list(Pipeline(pair, temporal_window=49).autoencode(clip[:17]))).astype(int)
     assert np.abs(alone - split).max() <= 1

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import small_tokenizer, synthetic_frames, vtok_cli
+
 from vtok.checkpoint.state_dict import training_state_dict
 from vtok.io import probe_video, read_image, read_video, write_image, write_video
 from vtok.io.tokens import load_tokens
@@ -31,8 +31,22 @@ def work(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     tok = small_tokenizer("CV4x8x8-360p")
     torch.save({"model": training_state_dict(tok.state_dict()), "iteration": 5}, root / "iter_5.pt")
-    result = vtok_cli("export-jit", "--checkpoint", str(root / "iter_5.pt"), "--reg", "--dtype", "float32",
-                      "--output_dir", str(root / "jit"), "--input_shape", "1", "3", "5", "32", "32")
+    result = vtok_cli(
+        "export-jit",
+        "--checkpoint",
+        str(root / "iter_5.pt"),
+        "--reg",
+        "--dtype",
+        "float32",
+        "--output_dir",
+        str(root / "jit"),
+        "--input_shape",
+        "1",
+        "3",
+        "5",
+        "32",
+        "32",
+    )
     assert result.returncode == 0, result.stderr
     return root
 
@@ -42,9 +56,21 @@ def run(work: Path, *args: str):
 
 
 def test_autoencode_keeps_frames_size_and_fps_and_reports_a_corrupt_file(work):
-    result = run(work, "autoencode", "--video_pattern", "clips/**/*.mp4", "--checkpoint_enc", "jit/encoder.jit",
-                 "--checkpoint_dec", "jit/decoder.jit", "--output_dir", "rec", "--save_input",
-                 "--temporal_window", "9")
+    result = run(
+        work,
+        "autoencode",
+        "--video_pattern",
+        "clips/**/*.mp4",
+        "--checkpoint_enc",
+        "jit/encoder.jit",
+        "--checkpoint_dec",
+        "jit/decoder.jit",
+        "--output_dir",
+        "rec",
+        "--save_input",
+        "--temporal_window",
+        "9",
+    )
     assert result.returncode == 1, result.stderr  # one file failed
     assert "broken.mp4" in result.stderr and "3 done" in result.stdout and "1 failed" in result.stdout
     for name, (frames, fps) in CLIPS.items():
@@ -65,8 +91,16 @@ def test_encode_then_decode_equals_autoencode_and_encode_resumes(work):
     tokens, meta = load_tokens(work / "tokens" / "a.safetensors")
     assert tokens.shape == (16, 1 + (23 - 1 + 3) // 4, 40 // 8, 56 // 8)
     assert (meta.model, meta.num_frames, meta.fps, meta.padding) == ("CV4x8x8-360p", 23, "30000/1001", (2, 2, 3, 3))
-    decoded = run(work, "decode", "--token_pattern", "tokens/*.safetensors", "--checkpoint_dec", "jit/decoder.jit",
-                  "--output_dir", "decoded")
+    decoded = run(
+        work,
+        "decode",
+        "--token_pattern",
+        "tokens/*.safetensors",
+        "--checkpoint_dec",
+        "jit/decoder.jit",
+        "--output_dir",
+        "decoded",
+    )
     assert decoded.returncode == 0, decoded.stderr
     for name in ("a.mp4", "b.mp4"):
         a, info_a = read_video(work / "auto" / name)
@@ -77,8 +111,21 @@ def test_encode_then_decode_equals_autoencode_and_encode_resumes(work):
 
 
 def test_evaluate_writes_tables_and_plot(work):
-    result = run(work, "evaluate", "--video_pattern", "clips/[ab].mp4", "--checkpoint", "iter_5.pt",
-                 "--baseline", "jit/encoder.jit", "--output_dir", "eval", "--temporal_window", "9", "--save_videos")
+    result = run(
+        work,
+        "evaluate",
+        "--video_pattern",
+        "clips/[ab].mp4",
+        "--checkpoint",
+        "iter_5.pt",
+        "--baseline",
+        "jit/encoder.jit",
+        "--output_dir",
+        "eval",
+        "--temporal_window",
+        "9",
+        "--save_videos",
+    )
     assert result.returncode == 0, result.stderr
     assert "PSNR pooled" in result.stdout and "LPIPS: not computed" in result.stdout
     rows = list(csv.DictReader(open(work / "eval" / "metrics.csv")))
@@ -100,15 +147,30 @@ def test_images_go_through_a_video_model(work):
     assert read_image(images / "reconstructions" / "x.png").shape == (37, 41, 3)
 
 
-@pytest.mark.parametrize("args,message", [
-    (("autoencode", "--video_pattern", "nowhere/*.mp4", "--checkpoint", "iter_5.pt"), "no files match 'nowhere/"),
-    (("autoencode", "--video_pattern", "clips/*.mp4", "--checkpoint", "missing.pt"), "no such checkpoint"),
-    (("autoencode", "--video_pattern", "clips/*.mp4", "--checkpoint", "iter_5.pt", "--tokenizer_type",
-      "DV4x8x8-360p"), "does not fit DV4x8x8-360p"),
-    (("autoencode", "--video_pattern", "clips/*.mp4", "--checkpoint", "iter_5.pt", "--temporal_window", "10"),
-     "--temporal_window must be 1 + a multiple of 4"),
-    (("encode", "--video_pattern", "clips/*.mp4", "--checkpoint_dec", "jit/decoder.jit"), "needs the encoder"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("autoencode", "--video_pattern", "nowhere/*.mp4", "--checkpoint", "iter_5.pt"), "no files match 'nowhere/"),
+        (("autoencode", "--video_pattern", "clips/*.mp4", "--checkpoint", "missing.pt"), "no such checkpoint"),
+        (
+            (
+                "autoencode",
+                "--video_pattern",
+                "clips/*.mp4",
+                "--checkpoint",
+                "iter_5.pt",
+                "--tokenizer_type",
+                "DV4x8x8-360p",
+            ),
+            "does not fit DV4x8x8-360p",
+        ),
+        (
+            ("autoencode", "--video_pattern", "clips/*.mp4", "--checkpoint", "iter_5.pt", "--temporal_window", "10"),
+            "--temporal_window must be 1 + a multiple of 4",
+        ),
+        (("encode", "--video_pattern", "clips/*.mp4", "--checkpoint_dec", "jit/decoder.jit"), "needs the encoder"),
+    ],
+)
 def test_bad_input_fails_fast_with_one_line(work, args, message):
     result = run(work, *args)
     assert result.returncode == 1

@@ -15,12 +15,23 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from vtok.io import (MediaError, VideoWriter, expand_patterns, iter_frames, output_path, probe_video, read_image,
-                     read_video, resize_short_side, write_image, write_video)
+from vtok.io import (
+    MediaError,
+    VideoWriter,
+    expand_patterns,
+    iter_frames,
+    output_path,
+    probe_video,
+    read_image,
+    read_video,
+    resize_short_side,
+    write_image,
+    write_video,
+)
 from vtok.io.tokens import TokenMeta, is_complete, load_tokens, read_token_meta, save_tokens
 
-
 # ----- media made in the tests
+
 
 def moving_gradient(num_frames: int, height: int, width: int) -> np.ndarray:
     """Smooth, slowly moving colour gradients `[T,H,W,3]` uint8: what H.264 codes well."""
@@ -47,9 +58,17 @@ def corner_frame(height: int = 32, width: int = 48) -> np.ndarray:
     return frame
 
 
-def encode_with_pyav(path: Path, frames, *, codec: str = "libx264", pix_fmt: str = "yuv420p",
-                     frame_format: str = "rgb24", rate: int = 25, rotation: int | None = None,
-                     options: dict | None = None) -> Path:
+def encode_with_pyav(
+    path: Path,
+    frames,
+    *,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    frame_format: str = "rgb24",
+    rate: int = 25,
+    rotation: int | None = None,
+    options: dict | None = None,
+) -> Path:
     """A video written directly with PyAV (not through vtok), for inputs vtok's writer does not make."""
     with av.open(str(path), mode="w", options=options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
@@ -102,9 +121,16 @@ def pix_fmt_of(path: Path) -> str:
 
 # ----- videos: round trip
 
-@pytest.mark.parametrize("num_frames, fps", [
-    (1, Fraction(30000, 1001)), (2, Fraction(25)), (17, Fraction(24)), (30, Fraction(30000, 1001)),
-])
+
+@pytest.mark.parametrize(
+    "num_frames, fps",
+    [
+        (1, Fraction(30000, 1001)),
+        (2, Fraction(25)),
+        (17, Fraction(24)),
+        (30, Fraction(30000, 1001)),
+    ],
+)
 def test_video_round_trip(tmp_path: Path, num_frames: int, fps: Fraction) -> None:
     frames = moving_gradient(num_frames, 48, 64)
     path = write_video(tmp_path / "clip.mp4", frames, fps)
@@ -164,6 +190,7 @@ def test_odd_sizes_keep_their_exact_size(tmp_path: Path, height: int, width: int
 
 
 # ----- videos: rotation, grayscale
+
 
 @pytest.mark.parametrize("degrees, quarter_turns", [(90, 1), (-90, 3), (270, 3), (180, 2)])
 def test_rotation_metadata_is_applied(tmp_path: Path, degrees: int, quarter_turns: int) -> None:
@@ -280,6 +307,7 @@ def test_truncated_mp4_with_index_first_gives_fewer_frames_or_a_media_error(tmp_
 
 # ----- VideoWriter
 
+
 def test_video_writer_file_appears_only_when_complete(tmp_path: Path) -> None:
     target = tmp_path / "out" / "clip.mp4"
     with VideoWriter(target, Fraction(30000, 1001)) as writer:
@@ -309,13 +337,17 @@ def test_video_writer_exception_leaves_nothing(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("bad", [
-    np.zeros((2, 16, 16, 3), np.float32),
-    np.zeros((2, 16, 16, 3), np.int64),
-    np.zeros((16, 16), np.uint8),
-    np.zeros((2, 16, 16, 4), np.uint8),
-    np.zeros((2, 16, 16, 1), np.uint8),
-], ids=["float32", "int64", "2d", "rgba", "one-channel"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((2, 16, 16, 3), np.float32),
+        np.zeros((2, 16, 16, 3), np.int64),
+        np.zeros((16, 16), np.uint8),
+        np.zeros((2, 16, 16, 4), np.uint8),
+        np.zeros((2, 16, 16, 1), np.uint8),
+    ],
+    ids=["float32", "int64", "2d", "rgba", "one-channel"],
+)
 def test_video_writer_rejects_wrong_dtype_and_shape(tmp_path: Path, bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match="uint8 RGB"):
         with VideoWriter(tmp_path / "clip.mp4", 25) as writer:
@@ -342,6 +374,7 @@ def test_video_writer_without_frames_is_a_value_error(tmp_path: Path) -> None:
 
 # ----- images
 
+
 def test_write_image_png_round_trip_is_exact_and_atomic(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
     target = tmp_path / "sub" / "image.png"
@@ -361,8 +394,11 @@ def test_write_image_jpeg_follows_the_suffix(tmp_path: Path) -> None:
     assert mean_abs_error(read_image(path), image) < 3.0
 
 
-@pytest.mark.parametrize("bad", [np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8),
-                                 np.zeros((8, 8, 4), np.uint8)], ids=["float", "2d", "rgba"])
+@pytest.mark.parametrize(
+    "bad",
+    [np.zeros((8, 8, 3), np.float32), np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8)],
+    ids=["float", "2d", "rgba"],
+)
 def test_write_image_rejects_wrong_input(tmp_path: Path, bad: np.ndarray) -> None:
     with pytest.raises(ValueError):
         write_image(tmp_path / "x.png", bad)
@@ -425,6 +461,7 @@ def test_bad_images_are_media_errors(tmp_path: Path) -> None:
 
 # ----- resize_short_side
 
+
 def nvidia_size(height: int, width: int, short_size: int) -> tuple[int, int]:
     """NVIDIA's `resize_video` size rule, restated."""
     if height <= width:
@@ -434,17 +471,20 @@ def nvidia_size(height: int, width: int, short_size: int) -> tuple[int, int]:
     return long_side + long_side % 2, short_size
 
 
-@pytest.mark.parametrize("height, width, short_size, expected", [
-    (480, 640, 256, (256, 342)),   # 341.33 -> 341 -> 342
-    (640, 480, 256, (342, 256)),   # portrait
-    (720, 1280, 360, (360, 640)),
-    (1280, 720, 360, (640, 360)),
-    (100, 100, 50, (50, 50)),
-    (99, 151, 64, (64, 98)),       # 97.6 -> 98
-    (48, 64, 96, (96, 128)),       # upscaling
-    (360, 481, 360, (360, 482)),   # short side already right, odd long side: still made even
-    (481, 360, 360, (482, 360)),
-])
+@pytest.mark.parametrize(
+    "height, width, short_size, expected",
+    [
+        (480, 640, 256, (256, 342)),  # 341.33 -> 341 -> 342
+        (640, 480, 256, (342, 256)),  # portrait
+        (720, 1280, 360, (360, 640)),
+        (1280, 720, 360, (640, 360)),
+        (100, 100, 50, (50, 50)),
+        (99, 151, 64, (64, 98)),  # 97.6 -> 98
+        (48, 64, 96, (96, 128)),  # upscaling
+        (360, 481, 360, (360, 482)),  # short side already right, odd long side: still made even
+        (481, 360, 360, (482, 360)),
+    ],
+)
 def test_resize_short_side_sizes(height: int, width: int, short_size: int, expected: tuple[int, int]) -> None:
     assert nvidia_size(height, width, short_size) == expected
     frame = moving_gradient(1, height, width)[0]
@@ -462,6 +502,7 @@ def test_resize_short_side_returns_the_same_array_when_already_that_size() -> No
 
 
 # ----- expand_patterns
+
 
 def make_files(root: Path, *names: str) -> None:
     for name in names:
@@ -487,8 +528,11 @@ def test_expand_patterns_relative_patterns_resolve(tmp_path: Path, monkeypatch: 
 def test_expand_patterns_recursive(tmp_path: Path) -> None:
     root = tmp_path.resolve()
     make_files(root, "top.mp4", "one/a.mp4", "one/two/b.mp4", "one/two/c.png")
-    assert expand_patterns(str(root / "**" / "*.mp4")) == [root / "one" / "a.mp4", root / "one" / "two" / "b.mp4",
-                                                          root / "top.mp4"]
+    assert expand_patterns(str(root / "**" / "*.mp4")) == [
+        root / "one" / "a.mp4",
+        root / "one" / "two" / "b.mp4",
+        root / "top.mp4",
+    ]
     assert expand_patterns(str(root / "*" / "*.mp4")) == [root / "one" / "a.mp4"]
 
 
@@ -496,8 +540,11 @@ def test_expand_patterns_directory_with_suffix_filter(tmp_path: Path) -> None:
     root = tmp_path.resolve()
     make_files(root, "vids/a.mp4", "vids/B.MOV", "vids/c.txt", "vids/sub/d.mp4")
     assert expand_patterns(str(root / "vids"), (".mp4", ".mov")) == [root / "vids" / "B.MOV", root / "vids" / "a.mp4"]
-    assert expand_patterns(str(root / "vids")) == [root / "vids" / "B.MOV", root / "vids" / "a.mp4",
-                                                   root / "vids" / "c.txt"]
+    assert expand_patterns(str(root / "vids")) == [
+        root / "vids" / "B.MOV",
+        root / "vids" / "a.mp4",
+        root / "vids" / "c.txt",
+    ]
     with pytest.raises(ValueError, match="vids"):
         expand_patterns(str(root / "vids"), (".png",))
 
@@ -525,13 +572,18 @@ def test_expand_patterns_nothing_matches_names_the_pattern(tmp_path: Path) -> No
 
 # ----- output_path
 
+
 def test_output_path_default_folder_beside_the_source(tmp_path: Path) -> None:
     source = tmp_path / "data" / "clip.mp4"
     assert output_path(source, [source], None, ".mp4") == tmp_path / "data" / "reconstructions" / "clip.mp4"
-    assert (output_path(source, [source], None, ".mp4", tag="_input")
-            == tmp_path / "data" / "reconstructions" / "clip_input.mp4")
-    assert (output_path(source, [source], None, ".safetensors", default_folder="tokens")
-            == tmp_path / "data" / "tokens" / "clip.safetensors")
+    assert (
+        output_path(source, [source], None, ".mp4", tag="_input")
+        == tmp_path / "data" / "reconstructions" / "clip_input.mp4"
+    )
+    assert (
+        output_path(source, [source], None, ".safetensors", default_folder="tokens")
+        == tmp_path / "data" / "tokens" / "clip.safetensors"
+    )
     dotted = tmp_path / "data" / "my.clip.v2.mov"
     assert output_path(dotted, [dotted], None, ".mp4") == tmp_path / "data" / "reconstructions" / "my.clip.v2.mp4"
 
@@ -540,8 +592,11 @@ def test_output_path_mirrors_sub_folders_under_output_dir(tmp_path: Path) -> Non
     sources = [tmp_path / "in" / "a" / "clip.mp4", tmp_path / "in" / "b" / "clip.mp4", tmp_path / "in" / "top.mov"]
     out = tmp_path / "out"
     targets = [output_path(s, sources, out, ".safetensors", tag="_tok") for s in sources]
-    assert targets == [out / "a" / "clip_tok.safetensors", out / "b" / "clip_tok.safetensors",
-                       out / "top_tok.safetensors"]
+    assert targets == [
+        out / "a" / "clip_tok.safetensors",
+        out / "b" / "clip_tok.safetensors",
+        out / "top_tok.safetensors",
+    ]
     assert len(set(targets)) == len(targets)
     # a single source lands directly in output_dir
     assert output_path(sources[0], sources[:1], out, ".mp4") == out / "clip.mp4"
@@ -552,12 +607,25 @@ def test_output_path_mirrors_sub_folders_under_output_dir(tmp_path: Path) -> Non
 
 # ----- token files
 
+
 def full_meta(kind: str) -> TokenMeta:
     return TokenMeta(
         model="Cosmos-0.1-Tokenizer-DV4x8x8" if kind == "discrete" else "Cosmos-0.1-Tokenizer-CV4x8x8",
-        overrides={"channels": 16, "name": "x"}, kind=kind, media="video", fps="30000/1001", num_frames=17,
-        height=60, width=90, padding=(1, 3, 2, 4), source="/data/in/clip.mp4", source_height=120,
-        source_width=180, temporal_window=17, temporal_overlap=4, checkpoint=["encoder.jit", "decoder.jit"])
+        overrides={"channels": 16, "name": "x"},
+        kind=kind,
+        media="video",
+        fps="30000/1001",
+        num_frames=17,
+        height=60,
+        width=90,
+        padding=(1, 3, 2, 4),
+        source="/data/in/clip.mp4",
+        source_height=120,
+        source_width=180,
+        temporal_window=17,
+        temporal_overlap=4,
+        checkpoint=["encoder.jit", "decoder.jit"],
+    )
 
 
 @pytest.mark.parametrize("kind", ["discrete", "continuous"])
@@ -590,8 +658,9 @@ def test_save_tokens_overwrites_and_leaves_no_temp_file(tmp_path: Path) -> None:
 
 
 def not_token_files(tmp_path: Path) -> dict[str, Path]:
-    good = save_tokens(tmp_path / "good.safetensors", torch.randn(16, 2, 8, 8).to(torch.bfloat16),
-                       full_meta("continuous"))
+    good = save_tokens(
+        tmp_path / "good.safetensors", torch.randn(16, 2, 8, 8).to(torch.bfloat16), full_meta("continuous")
+    )
     data = good.read_bytes()
     files = {"missing": tmp_path / "missing.safetensors"}
     files["truncated"] = tmp_path / "truncated.safetensors"
@@ -603,11 +672,17 @@ def not_token_files(tmp_path: Path) -> dict[str, Path]:
     files["plain"] = tmp_path / "plain.safetensors"
     save_file({"latent": torch.zeros(2, 2)}, str(files["plain"]))
     files["other_format"] = tmp_path / "other_format.safetensors"
-    save_file({"latent": torch.zeros(2, 2)}, str(files["other_format"]),
-              metadata={"vtok": json.dumps({"format": "vtok.tokens/999"})})
+    save_file(
+        {"latent": torch.zeros(2, 2)},
+        str(files["other_format"]),
+        metadata={"vtok": json.dumps({"format": "vtok.tokens/999"})},
+    )
     files["incomplete_meta"] = tmp_path / "incomplete_meta.safetensors"
-    save_file({"latent": torch.zeros(2, 2)}, str(files["incomplete_meta"]),
-              metadata={"vtok": json.dumps({"format": "vtok.tokens/1", "model": "x"})})
+    save_file(
+        {"latent": torch.zeros(2, 2)},
+        str(files["incomplete_meta"]),
+        metadata={"vtok": json.dumps({"format": "vtok.tokens/1", "model": "x"})},
+    )
     files["not_json"] = tmp_path / "not_json.safetensors"
     save_file({"latent": torch.zeros(2, 2)}, str(files["not_json"]), metadata={"vtok": "{not json"})
     files["json_list"] = tmp_path / "json_list.safetensors"

@@ -37,7 +37,7 @@ def test_unfold_makes_the_overlapping_windows_in_order():
     assert windows.shape == (2 * 3, 3, 9, 4, 5)
     for b in range(2):
         for w in range(3):
-            torch.testing.assert_close(windows[b * 3 + w], x[b, :, 4 * w:4 * w + 9], rtol=0, atol=0)
+            torch.testing.assert_close(windows[b * 3 + w], x[b, :, 4 * w : 4 * w + 9], rtol=0, atol=0)
 
 
 def test_consistent_windows_cost_nothing_and_a_disagreement_is_measured():
@@ -66,8 +66,10 @@ def test_integer_token_latents_add_no_latent_term():
     assert float(consistency()(windows, indices, 1, 0)) == 0.0
 
 
-@pytest.mark.parametrize("frames, num_frames, step, match", [
-    (17, 10, 4, "num_frames=10"), (17, 9, 3, "step=3"), (17, 9, 12, "step=12"), (12, 9, 4, "fewer than two")])
+@pytest.mark.parametrize(
+    "frames, num_frames, step, match",
+    [(17, 10, 4, "num_frames=10"), (17, 9, 3, "step=3"), (17, 9, 12, "step=12"), (12, 9, 4, "fewer than two")],
+)
 def test_impossible_windows_are_named(frames, num_frames, step, match):
     with pytest.raises(ValueError, match=match):
         check_windows(frames, num_frames, step, TC)

@@ -15,8 +15,17 @@ import torch
 from vtok.metrics.lpips import ScalingLayer
 from vtok.networks.tokenizer import GaussianDistribution, TokenizerOutput
 from vtok.networks.vgg import VGG16Features, load_vgg16_features
-from vtok.training import (LAYER_WEIGHTS, ColorLoss, KLLoss, LossConfig, PerceptualLoss, TokenizerLoss,
-                           WeightSchedule, build_losses, find_vgg16_weights)
+from vtok.training import (
+    LAYER_WEIGHTS,
+    ColorLoss,
+    KLLoss,
+    LossConfig,
+    PerceptualLoss,
+    TokenizerLoss,
+    WeightSchedule,
+    build_losses,
+    find_vgg16_weights,
+)
 
 VIDEO_SHAPE = (2, 3, 3, 32, 32)
 
@@ -88,8 +97,9 @@ def test_schedule_semantics() -> None:
     assert WeightSchedule([5], [0.0, 0.0]).always_zero and not piecewise.always_zero
 
 
-@pytest.mark.parametrize("boundaries, values", [([0], []), ([0], [1.0, 2.0, 3.0]), ([10, 5], [1.0, 2.0, 3.0]),
-                                                ([0], [float("nan")])])
+@pytest.mark.parametrize(
+    "boundaries, values", [([0], []), ([0], [1.0, 2.0, 3.0]), ([10, 5], [1.0, 2.0, 3.0]), ([0], [float("nan")])]
+)
 def test_schedule_rejects_invalid(boundaries: list, values: list) -> None:
     with pytest.raises(ValueError, match="weight schedule"):
         WeightSchedule(boundaries, values)
@@ -239,8 +249,9 @@ def test_gram_term(loaded_vgg: VGG16Features) -> None:
     vgg, scaling = loaded_vgg, ScalingLayer()
     b, c, t, h, w = x.shape
     by_hand = 0.0
-    for weight, fx, fy in zip(LAYER_WEIGHTS, *(vgg(scaling(v.detach().transpose(1, 2).reshape(b * t, c, h, w)))
-                                              for v in (x, x_hat))):
+    for weight, fx, fy in zip(
+        LAYER_WEIGHTS, *(vgg(scaling(v.detach().transpose(1, 2).reshape(b * t, c, h, w))) for v in (x, x_hat))
+    ):
         feats = [f.reshape(b, t, *f.shape[1:]).transpose(1, 2).flatten(2) for f in (fx, fy)]  # [B,C,T*h*w]
         gx, gy = (f @ f.transpose(1, 2) / f.shape[-1] for f in feats)
         by_hand = by_hand + weight * (gx - gy).square().mean(dim=(1, 2))

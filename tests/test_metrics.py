@@ -24,11 +24,19 @@ from vtok.networks.vgg import VGG16Features, load_vgg16_features
 
 # torchvision's vgg16().features: (index of each conv, weight shape); its bias is [out].
 VGG16_CONVS = [
-    (0, (64, 3, 3, 3)), (2, (64, 64, 3, 3)),
-    (5, (128, 64, 3, 3)), (7, (128, 128, 3, 3)),
-    (10, (256, 128, 3, 3)), (12, (256, 256, 3, 3)), (14, (256, 256, 3, 3)),
-    (17, (512, 256, 3, 3)), (19, (512, 512, 3, 3)), (21, (512, 512, 3, 3)),
-    (24, (512, 512, 3, 3)), (26, (512, 512, 3, 3)), (28, (512, 512, 3, 3)),
+    (0, (64, 3, 3, 3)),
+    (2, (64, 64, 3, 3)),
+    (5, (128, 64, 3, 3)),
+    (7, (128, 128, 3, 3)),
+    (10, (256, 128, 3, 3)),
+    (12, (256, 256, 3, 3)),
+    (14, (256, 256, 3, 3)),
+    (17, (512, 256, 3, 3)),
+    (19, (512, 512, 3, 3)),
+    (21, (512, 512, 3, 3)),
+    (24, (512, 512, 3, 3)),
+    (26, (512, 512, 3, 3)),
+    (28, (512, 512, 3, 3)),
 ]
 TAP_CHANNELS = (64, 128, 256, 512, 512)
 
@@ -40,12 +48,13 @@ def random_frames(*shape: int, seed: int) -> torch.Tensor:
 def smooth_frames(t: int, h: int, w: int, c: int, seed: int) -> torch.Tensor:
     """Structured content: sums of random low-frequency sinusoids, so windows have real structure."""
     g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     frames = torch.zeros(t, h, w, c, dtype=torch.float64)
     for _ in range(4):
-        fy, fx, phase = (torch.rand(3, t, 1, 1, c, generator=g, dtype=torch.float64) * torch.tensor(
-            [0.3, 0.3, 6.3], dtype=torch.float64).view(3, 1, 1, 1, 1)).unbind(0)
+        fy, fx, phase = (
+            torch.rand(3, t, 1, 1, c, generator=g, dtype=torch.float64)
+            * torch.tensor([0.3, 0.3, 6.3], dtype=torch.float64).view(3, 1, 1, 1, 1)
+        ).unbind(0)
         frames += torch.sin(fy * yy[None, :, :, None] + fx * xx[None, :, :, None] + phase)
     return ((frames / 8 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8)
 
@@ -117,15 +126,17 @@ def test_ssim_matches_skimage(height: int, width: int, channels: int, content: s
     metrics = pytest.importorskip("skimage.metrics")
     if content == "random":
         ref = random_frames(3, height, width, channels, seed=5)
-        test = torch.cat([perturbed(ref[:1], 10, 6), random_frames(1, height, width, channels, seed=7),
-                          perturbed(ref[2:], 60, 8)])
+        test = torch.cat(
+            [perturbed(ref[:1], 10, 6), random_frames(1, height, width, channels, seed=7), perturbed(ref[2:], 60, 8)]
+        )
     else:
         ref = smooth_frames(3, height, width, channels, seed=9)
         test = torch.cat([perturbed(ref[:1], 3, 10), ref[1:2].flip(1), perturbed(ref[2:], 40, 11)])
     ours = ssim_per_frame(ref, test)
     assert ours.dtype == torch.float64 and ours.shape == (3,)
-    expected = [metrics.structural_similarity(r.numpy(), t.numpy(), data_range=255, channel_axis=-1)
-                for r, t in zip(ref, test)]
+    expected = [
+        metrics.structural_similarity(r.numpy(), t.numpy(), data_range=255, channel_axis=-1) for r, t in zip(ref, test)
+    ]
     np.testing.assert_allclose(ours.numpy(), expected, rtol=0, atol=1e-6)
 
 

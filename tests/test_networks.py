@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import IMAGE_MODELS, VIDEO_MODELS, random_input, small_tokenizer
 
 import vtok
-from conftest import IMAGE_MODELS, VIDEO_MODELS, random_input, small_tokenizer
 from vtok.networks.fsq import FSQuantizer
 from vtok.networks.patching import Patcher, Patcher3D, UnPatcher, UnPatcher3D
 
@@ -21,15 +21,16 @@ BASIS = (1, 8, 64, 512, 2560, 12800)  # spec 1.7
 SIGNS = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # s(band, position): low = (+,+), high = (+,-)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def shared_tokenizer(name: str) -> vtok.Tokenizer:
     """A small eval-mode model reused by tests that neither modify nor train it."""
     torch.manual_seed(0)
     return small_tokenizer(name)
 
 
-def video_input(name: str, chunks: int = 1, height: int = 32, width: int = 32, seed: int = 1,
-                batch: int = 1) -> torch.Tensor:
+def video_input(
+    name: str, chunks: int = 1, height: int = 32, width: int = 32, seed: int = 1, batch: int = 1
+) -> torch.Tensor:
     """A clip of 1 + chunks*tc frames (32 is a multiple of every model's spatial compression)."""
     tc = vtok.networks.get_config(name).temporal_compression
     return random_input(batch, 3, 1 + chunks * tc, height, width, seed=seed)
@@ -79,10 +80,9 @@ def dyadic(*shape: int) -> torch.Tensor:
 
 PATCHER_CASES = [
     pytest.param(Patcher3D, UnPatcher3D, ps, shape, id=f"3d-ps{ps}-T{shape[2]}")
-    for ps in (2, 4) for shape in [(2, 3, 1, 8, 16), (2, 3, 1 + 2 * ps, 8, 16)]
-] + [
-    pytest.param(Patcher, UnPatcher, ps, (2, 3, 8, 16), id=f"2d-ps{ps}") for ps in (2, 4)
-]
+    for ps in (2, 4)
+    for shape in [(2, 3, 1, 8, 16), (2, 3, 1 + 2 * ps, 8, 16)]
+] + [pytest.param(Patcher, UnPatcher, ps, (2, 3, 8, 16), id=f"2d-ps{ps}") for ps in (2, 4)]
 
 
 @pytest.mark.parametrize("patcher_cls, unpatcher_cls, ps, shape", PATCHER_CASES)
@@ -164,11 +164,14 @@ def test_fsq_every_index_round_trips(fsq: FSQuantizer) -> None:
     assert torch.equal(back, indices)
 
 
-@pytest.mark.parametrize("value, code, index", [
-    (-1e3, [-1.0] * 6, 0),
-    (1e3, [0.75, 0.75, 0.75, 1.0, 1.0, 1.0], 63999),
-    (0.0, [0.0] * 6, 32036),
-])
+@pytest.mark.parametrize(
+    "value, code, index",
+    [
+        (-1e3, [-1.0] * 6, 0),
+        (1e3, [0.75, 0.75, 0.75, 1.0, 1.0, 1.0], 63999),
+        (0.0, [0.0] * 6, 32036),
+    ],
+)
 def test_fsq_extremes_and_zero(fsq: FSQuantizer, value: float, code: list, index: int) -> None:
     z = torch.full((2, 6, 1, 2, 3), value)
     indices, codes, aux = fsq(z)
@@ -237,18 +240,21 @@ def test_image_shapes(name: str) -> None:
     assert out.reconstructions.shape == x.shape
 
 
-@pytest.mark.parametrize("name, shape, message", [
-    ("CV8x8x8-720p", (1, 3, 10, 32, 32), "T-1 must be a multiple of 8"),
-    ("CV8x8x8-720p", (1, 3, 9, 36, 32), "H and W must be multiples of 8"),
-    ("CV8x8x8-720p", (1, 3, 9, 32, 36), "H and W must be multiples of 8"),
-    ("CV4x8x8-360p", (1, 3, 7, 32, 32), "T-1 must be a multiple of 4"),
-    ("DV8x16x16-720p", (1, 3, 9, 32, 40), "H and W must be multiples of 16"),
-    ("DV4x8x8-360p", (1, 3, 6, 32, 32), "T-1 must be a multiple of 4"),
-    ("CV8x8x8-720p", (1, 4, 9, 32, 32), "C=3"),
-    ("DV4x8x8-360p", (1, 3, 32, 32), r"\[B,C,T,H,W\]"),
-    ("CI8x8-360p", (1, 3, 1, 32, 32), r"\[B,C,H,W\]"),
-    ("DI8x8-360p", (1, 3, 32, 20), "H and W must be multiples of 8"),
-])
+@pytest.mark.parametrize(
+    "name, shape, message",
+    [
+        ("CV8x8x8-720p", (1, 3, 10, 32, 32), "T-1 must be a multiple of 8"),
+        ("CV8x8x8-720p", (1, 3, 9, 36, 32), "H and W must be multiples of 8"),
+        ("CV8x8x8-720p", (1, 3, 9, 32, 36), "H and W must be multiples of 8"),
+        ("CV4x8x8-360p", (1, 3, 7, 32, 32), "T-1 must be a multiple of 4"),
+        ("DV8x16x16-720p", (1, 3, 9, 32, 40), "H and W must be multiples of 16"),
+        ("DV4x8x8-360p", (1, 3, 6, 32, 32), "T-1 must be a multiple of 4"),
+        ("CV8x8x8-720p", (1, 4, 9, 32, 32), "C=3"),
+        ("DV4x8x8-360p", (1, 3, 32, 32), r"\[B,C,T,H,W\]"),
+        ("CI8x8-360p", (1, 3, 1, 32, 32), r"\[B,C,H,W\]"),
+        ("DI8x8-360p", (1, 3, 32, 20), "H and W must be multiples of 8"),
+    ],
+)
 def test_encode_rejects_bad_shapes(name: str, shape: tuple, message: str) -> None:
     tok = shared_tokenizer(name)
     with pytest.raises(ValueError, match=message):
@@ -289,10 +295,18 @@ def test_build_tokenizer_rejects_unknown_model() -> None:
 # Causality (spec 8 item 5)
 
 
-@pytest.mark.parametrize("name, frame", [
-    ("CV8x8x8-720p", 1), ("CV8x8x8-720p", 9), ("CV8x8x8-720p", 12),
-    ("DV4x8x8-360p", 1), ("DV4x8x8-360p", 5), ("DV4x8x8-360p", 7), ("DV4x8x8-360p", 14),
-])
+@pytest.mark.parametrize(
+    "name, frame",
+    [
+        ("CV8x8x8-720p", 1),
+        ("CV8x8x8-720p", 9),
+        ("CV8x8x8-720p", 12),
+        ("DV4x8x8-360p", 1),
+        ("DV4x8x8-360p", 5),
+        ("DV4x8x8-360p", 7),
+        ("DV4x8x8-360p", 14),
+    ],
+)
 def test_causality(name: str, frame: int) -> None:
     """Perturbing frame k changes no latent before its chunk ceil(k/tc), and no decoded frame before the
     chunk's first frame 1+(ceil(k/tc)-1)*tc; the chunk itself and everything after it do change.

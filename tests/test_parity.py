@@ -33,7 +33,7 @@ class Case:
         self.model = path.name.split(".")[0]
         self.meta = json.loads(path.with_suffix(".json").read_text())
         self.tensors = load_file(str(path))
-        self.state_dict = {k[len(PREFIX):]: v for k, v in self.tensors.items() if k.startswith(PREFIX)}
+        self.state_dict = {k[len(PREFIX) :]: v for k, v in self.tensors.items() if k.startswith(PREFIX)}
         self.tok = build(self.meta).eval()
         self.tok.load_state_dict(self.state_dict, strict=True)
 
@@ -49,7 +49,7 @@ def build(meta: dict) -> Tokenizer:
     return tokenizer_from_config(TokenizerConfig(**meta["network_config"]))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_case(path: Path) -> Case:
     return Case(path)
 
@@ -61,7 +61,9 @@ def check_close(log: dict, case: Case, key: str, actual: torch.Tensor, tol: dict
     assert actual.dtype == expected.dtype, f"{case.model} {key}: dtype {actual.dtype} != {expected.dtype}"
     err = (actual.double() - expected.double()).abs().max().item()
     log.setdefault(case.model, {})[key.removeprefix("intermediate.") + label] = err
-    torch.testing.assert_close(actual, expected, **tol, msg=lambda m: f"{case.model} {key} (max abs err {err:.3g}): {m}")
+    torch.testing.assert_close(
+        actual, expected, **tol, msg=lambda m: f"{case.model} {key} (max abs err {err:.3g}): {m}"
+    )
 
 
 def check_equal(log: dict, case: Case, key: str, actual: torch.Tensor, label: str = "") -> None:

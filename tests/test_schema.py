@@ -109,7 +109,7 @@ def test_jit_views(schema: dict, part: str) -> None:
     first, last = views[f"{part}_jit_first"], views[f"{part}_jit_last"]
     assert len(keys) == views[f"{part}_jit_entries"]
     assert keys[: len(first)] == first
-    assert keys[-len(last):] == last
+    assert keys[-len(last) :] == last
     prefixes = views[f"{part}_jit_prefixes"]
     assert sorted({next(p for p in prefixes if k.startswith(p + ".")) for k in keys}) == sorted(prefixes)
 
@@ -180,8 +180,12 @@ def test_image_model_keys_and_buffers(name: str) -> None:
     assert "encoder.down.0.block.0.norm1.weight" in state
     assert not any(".conv3d." in k or ".norm.norm." in k for k in state)
     patcher_keys = [k for k in state if "patcher" in k]
-    assert patcher_keys == ["encoder.patcher.wavelets", "encoder.patcher._arange",
-                            "decoder.unpatcher.wavelets", "decoder.unpatcher._arange"]
+    assert patcher_keys == [
+        "encoder.patcher.wavelets",
+        "encoder.patcher._arange",
+        "decoder.unpatcher.wavelets",
+        "decoder.unpatcher._arange",
+    ]
     n_down = int(math.log2(vtok.networks.get_config(name).spatial_compression // 2))
     assert sorted(k for k in state if k.endswith("downsample.conv.weight")) == [
         f"encoder.down.{i}.downsample.conv.weight" for i in range(n_down)

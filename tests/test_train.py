@@ -25,11 +25,21 @@ from vtok.training.distributed import DistInfo
 from vtok.training.trainer import Trainer
 
 EXPERIMENT = "mock_Cosmos_Tokenize1_CV4x8x8_360p_HDVILA"
-SMALL = [f"experiment={EXPERIMENT}", "model.config.network.channels=16", "trainer.validate_at_start=false",
-         "trainer.run_validation=false", "checkpoint.jit.enabled=false", "trainer.logging_iter=1"]
+SMALL = [
+    f"experiment={EXPERIMENT}",
+    "model.config.network.channels=16",
+    "trainer.validate_at_start=false",
+    "trainer.run_validation=false",
+    "checkpoint.jit.enabled=false",
+    "trainer.logging_iter=1",
+]
 for _loader in ("dataloader_train", "dataloader_val"):
-    SMALL += [f"{_loader}.dataset.num_video_frames=9", f"{_loader}.dataset.crop_height=32",
-              f"{_loader}.dataset.crop_width=32", f"{_loader}.num_workers=0"]
+    SMALL += [
+        f"{_loader}.dataset.num_video_frames=9",
+        f"{_loader}.dataset.crop_height=32",
+        f"{_loader}.dataset.crop_width=32",
+        f"{_loader}.num_workers=0",
+    ]
 
 
 def overrides(root: Path, name: str, *extra: str) -> list[str]:
@@ -57,9 +67,18 @@ def test_loss_goes_down_on_a_fixed_batch(tmp_path):
 
 
 def test_checkpoint_layout_and_jits_reproduce_the_ema_network(tmp_path):
-    trainer = make_trainer(tmp_path, "jit", "trainer.max_iter=2", "checkpoint.save_iter=2", "optimizer.lr=1e-3",
-                           "scheduler.warmup=0", "model.config.ema.warmup=true", "checkpoint.jit.enabled=true",
-                           "checkpoint.jit.input_shape=[1,3,5,32,32]", "checkpoint.jit.dtype=float32")
+    trainer = make_trainer(
+        tmp_path,
+        "jit",
+        "trainer.max_iter=2",
+        "checkpoint.save_iter=2",
+        "optimizer.lr=1e-3",
+        "scheduler.warmup=0",
+        "model.config.ema.warmup=true",
+        "checkpoint.jit.enabled=true",
+        "checkpoint.jit.input_shape=[1,3,5,32,32]",
+        "checkpoint.jit.dtype=float32",
+    )
     trainer.train()
     folder = trainer.checkpoint_dir
     assert (folder / "latest_checkpoint.txt").read_text().strip() == "iter_000000002.pt"
@@ -114,14 +133,35 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, parallelism, port):
     extra = ("trainer.max_iter=3", "checkpoint.save_iter=3", "trainer.precision=fp32", "scheduler.warmup=0")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m",
-               "vtok.train", "--", *overrides(tmp_path, "ddp", *extra, "dataloader_train.batch_size=1",
-                                              f"trainer.parallelism={parallelism}", "trainer.grad_accum_iter=2",
-                                              "model.config.ema.warmup=true")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        f"--master_port={port}",
+        "-m",
+        "vtok.train",
+        "--",
+        *overrides(
+            tmp_path,
+            "ddp",
+            *extra,
+            "dataloader_train.batch_size=1",
+            f"trainer.parallelism={parallelism}",
+            "trainer.grad_accum_iter=2",
+            "model.config.ema.warmup=true",
+        ),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    single = make_trainer(tmp_path, "single", *extra, "dataloader_train.batch_size=2", "trainer.grad_accum_iter=2",
-                          "model.config.ema.warmup=true")
+    single = make_trainer(
+        tmp_path,
+        "single",
+        *extra,
+        "dataloader_train.batch_size=2",
+        "trainer.grad_accum_iter=2",
+        "model.config.ema.warmup=true",
+    )
     single.train()
     ddp_folder = single.folder.with_name("ddp")
     ddp, one = logged_losses(ddp_folder), logged_losses(single.folder)
@@ -136,8 +176,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, pa
         torch.testing.assert_close(value, single.ema.shadow[name], rtol=1e-4, atol=1e-5)
     state = saved["optimizer"]["state"]
     assert sorted(state) == list(range(len(list(single.network.parameters()))))
-    torch.testing.assert_close(state[0]["exp_avg"], single.optimizer.state_dict()["state"][0]["exp_avg"],
-                               rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(
+        state[0]["exp_avg"], single.optimizer.state_dict()["state"][0]["exp_avg"], rtol=1e-3, atol=1e-6
+    )
 
 
 def reference_model_pt(path: Path, iteration: int) -> dict[str, torch.Tensor]:
@@ -147,15 +188,36 @@ def reference_model_pt(path: Path, iteration: int) -> dict[str, torch.Tensor]:
     params = [p for p in net.parameters()]
     optimizer = {
         "state": {i: {"exp_avg": torch.randn_like(p), "exp_avg_sq": torch.rand_like(p)} for i, p in enumerate(params)},
-        "param_groups": [{"lr": torch.tensor(1e-4), "betas": (0.5, 0.999), "eps": 1e-8, "weight_decay": 0.01,
-                          "bias_correction": True, "step": torch.tensor([iteration], dtype=torch.int32),
-                          "params": list(range(len(params)))}],
+        "param_groups": [
+            {
+                "lr": torch.tensor(1e-4),
+                "betas": (0.5, 0.999),
+                "eps": 1e-8,
+                "weight_decay": 0.01,
+                "bias_correction": True,
+                "step": torch.tensor([iteration], dtype=torch.int32),
+                "params": list(range(len(params))),
+            }
+        ],
     }
     ema = {k: v + 0.01 for k, v in state.items()}
-    scheduler = {"base_lrs": [1e-4], "last_epoch": iteration, "_step_count": iteration + 1, "_last_lr": [1e-4],
-                 "verbose": False}
-    torch.save({"model": {**training_state_dict(state), **ema_state_dict(ema)}, "optimizer": optimizer,
-                "scheduler": scheduler, "grad_scaler": {}, "iteration": iteration}, path)
+    scheduler = {
+        "base_lrs": [1e-4],
+        "last_epoch": iteration,
+        "_step_count": iteration + 1,
+        "_last_lr": [1e-4],
+        "verbose": False,
+    }
+    torch.save(
+        {
+            "model": {**training_state_dict(state), **ema_state_dict(ema)},
+            "optimizer": optimizer,
+            "scheduler": scheduler,
+            "grad_scaler": {},
+            "iteration": iteration,
+        },
+        path,
+    )
     return state
 
 
@@ -166,16 +228,25 @@ def test_loading_a_reference_model_pt(tmp_path):
     with_state = make_trainer(tmp_path, "with_state", *common, "checkpoint.load_training_state=true")
     assert with_state.iteration == 123
     assert float(with_state.optimizer.param_groups[0]["lr"]) == pytest.approx(1e-4)
-    assert torch.equal(with_state.network.state_dict()["decoder.conv_out.1.conv3d.weight"],
-                       state["decoder.conv_out.1.conv3d.weight"])
-    assert torch.equal(with_state.ema.shadow["encoder.conv_in.0.conv3d.weight"],
-                       state["encoder.conv_in.0.conv3d.weight"] + 0.01)
+    assert torch.equal(
+        with_state.network.state_dict()["decoder.conv_out.1.conv3d.weight"], state["decoder.conv_out.1.conv3d.weight"]
+    )
+    assert torch.equal(
+        with_state.ema.shadow["encoder.conv_in.0.conv3d.weight"], state["encoder.conv_in.0.conv3d.weight"] + 0.01
+    )
     with_state.train()
     assert (with_state.checkpoint_dir / "iter_000000124.pt").is_file()
 
-    own_hparams = make_trainer(tmp_path, "own_hparams", *common, "checkpoint.load_training_state=true",
-                               "checkpoint.load_optimizer_hparams=false", "optimizer.lr=5e-5",
-                               "optimizer.betas=[0.9,0.99]", "scheduler.warmup=1000")
+    own_hparams = make_trainer(
+        tmp_path,
+        "own_hparams",
+        *common,
+        "checkpoint.load_training_state=true",
+        "checkpoint.load_optimizer_hparams=false",
+        "optimizer.lr=5e-5",
+        "optimizer.betas=[0.9,0.99]",
+        "scheduler.warmup=1000",
+    )
     group = own_hparams.optimizer.param_groups[0]
     assert group["betas"] == (0.9, 0.99) and group["lr"] == pytest.approx(5e-5 * 124 / 1000)
     assert own_hparams.iteration == 123
@@ -219,18 +290,35 @@ def test_validation_and_tensorboard_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    trainer = make_trainer(tmp_path, "tb", "trainer.max_iter=1", "trainer.run_validation=true",
-                           "trainer.validate_at_start=true", "trainer.validation_iter=1")
+    trainer = make_trainer(
+        tmp_path,
+        "tb",
+        "trainer.max_iter=1",
+        "trainer.run_validation=true",
+        "trainer.validate_at_start=true",
+        "trainer.validation_iter=1",
+    )
     trainer.train()
     events = EventAccumulator(str(trainer.folder / "tensorboard")).Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"train/total", "train/color", "train/lr", "train/grad_norm", "perf/step_time_s", "perf/peak_memory_gb",
-            "val/psnr", "val/ssim", "val/ema_psnr", "val/ema_ssim"} <= tags
+    assert {
+        "train/total",
+        "train/color",
+        "train/lr",
+        "train/grad_norm",
+        "perf/step_time_s",
+        "perf/peak_memory_gb",
+        "val/psnr",
+        "val/ssim",
+        "val/ema_psnr",
+        "val/ema_ssim",
+    } <= tags
     assert [e.step for e in events.Scalars("val/psnr")] == [0, 1]
     assert "val/reconstruction" in events.Tags()["images"]
     previews = sorted(p.name for p in (trainer.folder / "previews").iterdir())
     assert previews == ["iter_000000000.mp4", "iter_000000001.mp4"]
     from vtok.io.video import probe_video
+
     info = probe_video(trainer.folder / "previews" / previews[-1])
     assert (info.num_frames, info.height, info.width) == (9, 32, 3 * 32)  # input | reconstruction | EMA
 
@@ -239,8 +327,16 @@ def test_weights_and_biases_run_offline(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    trainer = make_trainer(tmp_path, "wb", "trainer.max_iter=1", "trainer.wandb=true", "trainer.run_validation=true",
-                           "trainer.validate_at_start=false", "trainer.validation_iter=1", "trainer.tensorboard=false")
+    trainer = make_trainer(
+        tmp_path,
+        "wb",
+        "trainer.max_iter=1",
+        "trainer.wandb=true",
+        "trainer.run_validation=true",
+        "trainer.validate_at_start=false",
+        "trainer.validation_iter=1",
+        "trainer.tensorboard=false",
+    )
     trainer.train()
     run_id = (trainer.folder / "wandb_run_id.txt").read_text().strip()
     runs = list((trainer.folder / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
@@ -265,9 +361,15 @@ def test_auto_precision_is_bf16_only_where_bf16_is_native():
 
 
 def test_training_with_video_consistency_windows(tmp_path):
-    trainer = make_trainer(tmp_path, "vc", "trainer.max_iter=2", "loss.video_consistency.enabled=true",
-                           "loss.video_consistency.num_frames=5", "loss.video_consistency.step=4",
-                           "trainer.precision=fp32")
+    trainer = make_trainer(
+        tmp_path,
+        "vc",
+        "trainer.max_iter=2",
+        "loss.video_consistency.enabled=true",
+        "loss.video_consistency.num_frames=5",
+        "loss.video_consistency.step=4",
+        "trainer.precision=fp32",
+    )
     last = trainer.train()
     assert trainer.iteration == 2 and last["train/video_consistency"] > 0
     assert "loss terms: color, video_consistency" in (trainer.folder / "stdout.log").read_text()
@@ -285,8 +387,10 @@ def test_loaded_optimizer_state_follows_channels_last_parameters():
     for g, (p, o) in itertools.product(grads[:1], ((reference, ref_opt), (weight, opt))):
         p.grad = torch.empty_like(p).copy_(g)
         o.step()
-    saved = {"state": {0: {k: v.contiguous() for k, v in opt.state_dict()["state"][0].items()}},
-             "param_groups": opt.state_dict()["param_groups"]}
+    saved = {
+        "state": {0: {k: v.contiguous() for k, v in opt.state_dict()["state"][0].items()}},
+        "param_groups": opt.state_dict()["param_groups"],
+    }
     opt.load_state_dict(saved)
     match_param_layouts(opt)
     assert opt.state[weight]["exp_avg"].stride() == weight.stride()

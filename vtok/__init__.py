@@ -21,6 +21,13 @@ def build_tokenizer(name: str, **overrides: Any) -> Tokenizer:
 
 
 __all__ = [
-    "MODEL_NAMES", "TokenizerConfig", "Tokenizer", "ContinuousTokenizer", "DiscreteTokenizer",
-    "build_tokenizer", "load_tokenizer", "export_jit", "__version__",
+    "MODEL_NAMES",
+    "TokenizerConfig",
+    "Tokenizer",
+    "ContinuousTokenizer",
+    "DiscreteTokenizer",
+    "build_tokenizer",
+    "load_tokenizer",
+    "export_jit",
+    "__version__",
 ]

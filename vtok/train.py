@@ -56,9 +56,11 @@ def run(argv: list[str]) -> int:
         if not (info.distributed and is_peer_failure(err)):
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"vtok.train: error (rank {info.rank}): lost contact with another rank (it died, or a collective "
-              f"timed out after trainer.collective_timeout_s={config.trainer.collective_timeout_s} s): {first}",
-              file=sys.stderr)
+        print(
+            f"vtok.train: error (rank {info.rank}): lost contact with another rank (it died, or a collective "
+            f"timed out after trainer.collective_timeout_s={config.trainer.collective_timeout_s} s): {first}",
+            file=sys.stderr,
+        )
         return 1
     finally:
         trainer = None  # DDP's reducer holds the process group: release it before the group is destroyed

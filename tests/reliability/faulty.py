@@ -9,19 +9,31 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, ContextManager, Iterator
+from typing import ContextManager
 
 import torch
 
 EXPERIMENT = "mock_Cosmos_Tokenize1_CV4x8x8_360p_HDVILA"
-TINY = [f"experiment={EXPERIMENT}", "model.config.network.channels=16", "trainer.validate_at_start=false",
-        "trainer.run_validation=false", "checkpoint.jit.enabled=false", "trainer.logging_iter=1",
-        "trainer.precision=fp32", "trainer.tensorboard=false"]
+TINY = [
+    f"experiment={EXPERIMENT}",
+    "model.config.network.channels=16",
+    "trainer.validate_at_start=false",
+    "trainer.run_validation=false",
+    "checkpoint.jit.enabled=false",
+    "trainer.logging_iter=1",
+    "trainer.precision=fp32",
+    "trainer.tensorboard=false",
+]
 for _loader in ("dataloader_train", "dataloader_val"):
-    TINY += [f"{_loader}.dataset.num_video_frames=9", f"{_loader}.dataset.crop_height=32",
-             f"{_loader}.dataset.crop_width=32", f"{_loader}.num_workers=0"]
+    TINY += [
+        f"{_loader}.dataset.num_video_frames=9",
+        f"{_loader}.dataset.crop_height=32",
+        f"{_loader}.dataset.crop_width=32",
+        f"{_loader}.num_workers=0",
+    ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -41,8 +53,14 @@ def training(root: Path, name: str, *extra: str, env: dict[str, str] | None = No
 
 
 def run_training(root: Path, name: str, *extra: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vtok.train", "--", *train_args(root, name, *extra)],
-                          capture_output=True, text=True, env=ENV, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "vtok.train", "--", *train_args(root, name, *extra)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, poll: float = 0.05) -> object:
@@ -100,8 +118,7 @@ def launched(command: list[str], output: Path, env: dict[str, str] | None = None
 def children(pid: int) -> list[int]:
     """Process ids of the direct children of `pid` (Linux /proc; [] elsewhere or once it is gone)."""
     try:
-        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
-                for c in (task / "children").read_text().split()]
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
     except OSError:
         return []
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import small_tokenizer, synthetic_frames
 from faulty import job_folder, train_args
+
 from vtok.checkpoint.state_dict import training_state_dict
 from vtok.cli.main import main
 from vtok.io import write_video
@@ -20,13 +20,17 @@ def one_error_line(err: str, prefix: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("trainer.max_itr=3", "unknown config key 'trainer.max_itr'. Did you mean trainer.max_iter"),
-    ("trainer.max_iter=ten", "trainer.max_iter: expected int, got 'ten'"),
-    ("trainer.precision=fp64", "trainer.precision: expected one of"),
-    ("dataloader_train.dataset.num_video_frames=10", "must be 1 + a multiple of 4"),
-    ("dataloader_train.dataset.crop_width=36", "must be a multiple of 8 in both sides"),
-], ids=["unknown-key", "wrong-type", "bad-choice", "frames-not-1-mod-4", "crop-not-multiple-of-8"])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.max_itr=3", "unknown config key 'trainer.max_itr'. Did you mean trainer.max_iter"),
+        ("trainer.max_iter=ten", "trainer.max_iter: expected int, got 'ten'"),
+        ("trainer.precision=fp64", "trainer.precision: expected one of"),
+        ("dataloader_train.dataset.num_video_frames=10", "must be 1 + a multiple of 4"),
+        ("dataloader_train.dataset.crop_width=36", "must be a multiple of 8 in both sides"),
+    ],
+    ids=["unknown-key", "wrong-type", "bad-choice", "frames-not-1-mod-4", "crop-not-multiple-of-8"],
+)
 def test_bad_training_overrides_fail_in_one_line_before_anything_is_written(tmp_path, capsys, override, message):
     assert run(train_args(tmp_path, "bad", override)) == 2
     assert message in one_error_line(capsys.readouterr().err, "vtok.train: error:")
@@ -58,16 +62,30 @@ def inference_inputs(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("extra, message", [
-    (("--checkpoint", "{root}/missing.pt"), "no such checkpoint"),
-    (("--checkpoint", "{root}/cv.pt", "--tokenizer_type", "DV4x8x8-360p"), "does not fit DV4x8x8-360p"),
-    (("--checkpoint", "{root}/cv.pt", "--temporal_window", "10"), "--temporal_window must be 1 + a multiple of 4"),
-], ids=["missing-checkpoint", "another-model", "window-not-1-mod-4"])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--checkpoint", "{root}/missing.pt"), "no such checkpoint"),
+        (("--checkpoint", "{root}/cv.pt", "--tokenizer_type", "DV4x8x8-360p"), "does not fit DV4x8x8-360p"),
+        (("--checkpoint", "{root}/cv.pt", "--temporal_window", "10"), "--temporal_window must be 1 + a multiple of 4"),
+    ],
+    ids=["missing-checkpoint", "another-model", "window-not-1-mod-4"],
+)
 def test_autoencode_mistakes_fail_in_one_line_before_any_output(inference_inputs, tmp_path, capsys, extra, message):
     root = inference_inputs
     args = [a.format(root=root) for a in extra]
-    code = main(["autoencode", "--video_pattern", str(root / "clips" / "*.mp4"), "--output_dir", str(tmp_path / "out"),
-                 "--device", "cpu", *args])
+    code = main(
+        [
+            "autoencode",
+            "--video_pattern",
+            str(root / "clips" / "*.mp4"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+            *args,
+        ]
+    )
     assert code == 1
     assert message in one_error_line(capsys.readouterr().err, "vtok: error:")
     assert not (tmp_path / "out").exists()

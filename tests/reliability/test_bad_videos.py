@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 import torch
-
 from conftest import small_tokenizer, synthetic_frames
+
 from vtok.checkpoint.state_dict import training_state_dict
 from vtok.cli.main import main
 from vtok.data import DatasetConfig, LoaderConfig, build_dataloader
@@ -20,8 +20,13 @@ from vtok.io import probe_video, write_video
 
 CLIP = 9
 UNREADABLE = {"empty.mp4": "", "truncated.mp4": "", "audio_only.mp4": "no video stream", "text.mp4": ""}
-READABLE = {"good.mp4": (16, 40, 48), "one_pixel_wide.mp4": (12, 40, 1), "odd_sized.mp4": (12, 37, 53),
-            "vfr.mp4": (12, 40, 48), "short.mp4": (4, 40, 48)}
+READABLE = {
+    "good.mp4": (16, 40, 48),
+    "one_pixel_wide.mp4": (12, 40, 1),
+    "odd_sized.mp4": (12, 37, 53),
+    "vfr.mp4": (12, 40, 48),
+    "short.mp4": (4, 40, 48),
+}
 VFR_PTS_MS = [0, 40, 50, 130, 140, 200, 330, 340, 400, 420, 500, 560]
 
 
@@ -76,8 +81,15 @@ def videos(tmp_path_factory) -> Path:
 
 
 def test_training_loader_skips_counts_and_names_bad_files_and_reads_the_rest(videos):
-    dataset = DatasetConfig(name="hdvila_video360", video_pattern=str(videos / "*.mp4"), num_video_frames=CLIP,
-                            crop_height=32, crop_width=32, val_fraction=0.0, write_manifest=False)
+    dataset = DatasetConfig(
+        name="hdvila_video360",
+        video_pattern=str(videos / "*.mp4"),
+        num_video_frames=CLIP,
+        crop_height=32,
+        crop_width=32,
+        val_fraction=0.0,
+        write_manifest=False,
+    )
     loader = build_dataloader(LoaderConfig(batch_size=1, num_workers=0, dataset=dataset), "train", seed=3)
     data = loader.dataset
     assert data.stats["unreadable"] == len(UNREADABLE) and data.stats["too_short"] == 1
@@ -108,8 +120,21 @@ def test_index_names_every_unreadable_and_short_file(videos, tmp_path, capsys):
 def test_autoencode_reconstructs_every_readable_video_and_names_the_others(videos, tmp_path, capsys):
     checkpoint = tmp_path / "tiny.pt"
     torch.save({"model": training_state_dict(small_tokenizer("CV4x8x8-360p").state_dict())}, checkpoint)
-    code = main(["autoencode", "--video_pattern", str(videos / "*.mp4"), "--checkpoint", str(checkpoint),
-                 "--output_dir", str(tmp_path / "out"), "--temporal_window", "9", "--device", "cpu"])
+    code = main(
+        [
+            "autoencode",
+            "--video_pattern",
+            str(videos / "*.mp4"),
+            "--checkpoint",
+            str(checkpoint),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--temporal_window",
+            "9",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and f"{len(READABLE)} done" in out and f"{len(UNREADABLE)} failed" in out, out
     for name in UNREADABLE:

@@ -22,8 +22,7 @@ def test_a_failed_save_keeps_the_previous_checkpoint_and_says_why(tmp_path, caps
     first = latest_checkpoint(folder)
     before = first.read_bytes()
 
-    result = run_training(tmp_path, "full", "trainer.max_iter=2", "checkpoint.save_iter=1",
-                          preexec_fn=_limit_file_size)
+    result = run_training(tmp_path, "full", "trainer.max_iter=2", "checkpoint.save_iter=1", preexec_fn=_limit_file_size)
     assert result.returncode == 1, result.stderr[-2000:]
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("vtok.train: error")]
     assert "saving " + str(folder / "checkpoints" / "iter_000000002.pt") + " failed: the file size limit" in line

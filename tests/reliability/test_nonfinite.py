@@ -17,10 +17,20 @@ def test_steps_that_blow_up_are_skipped_then_the_run_stops_naming_the_clips(tmp_
     for name in ("first.mp4", "second.mp4"):
         write_video(videos / name, synthetic_frames(12, 40, 40, seed=len(name)), fps=24)
     # A learning rate of 1e30 sends the weights to ~1e30 in one step: every later forward pass overflows.
-    code = run(train_args(tmp_path, "nan", f"dataloader_train.dataset.video_pattern={videos}/*.mp4",
-                          "dataloader_train.dataset.val_fraction=0", "dataloader_train.batch_size=1",
-                          "optimizer.lr=1e30", "scheduler.warmup=0", "trainer.max_iter=50", "checkpoint.save_iter=2",
-                          "trainer.max_nonfinite_steps=2"))
+    code = run(
+        train_args(
+            tmp_path,
+            "nan",
+            f"dataloader_train.dataset.video_pattern={videos}/*.mp4",
+            "dataloader_train.dataset.val_fraction=0",
+            "dataloader_train.batch_size=1",
+            "optimizer.lr=1e30",
+            "scheduler.warmup=0",
+            "trainer.max_iter=50",
+            "checkpoint.save_iter=2",
+            "trainer.max_nonfinite_steps=2",
+        )
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1, err
     message = err.splitlines()[0]

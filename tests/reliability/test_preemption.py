@@ -6,8 +6,19 @@ from __future__ import annotations
 import signal
 import time
 
-from faulty import (free_port, job_folder, latest_checkpoint, launched, load_iteration, logged_iterations, run_training,
-                    torchrun, train_args, training, wait_for)
+from faulty import (
+    free_port,
+    job_folder,
+    latest_checkpoint,
+    launched,
+    load_iteration,
+    logged_iterations,
+    run_training,
+    torchrun,
+    train_args,
+    training,
+    wait_for,
+)
 
 from vtok.training.faults import PREEMPTED_EXIT_CODE
 
@@ -33,9 +44,20 @@ def test_sigterm_saves_the_current_iteration_and_exits_cleanly(tmp_path):
 
 
 def test_sigterm_to_torchrun_stops_every_rank_with_one_checkpoint(tmp_path):
-    command = torchrun(free_port(), "-m", "vtok.train", "--", *train_args(
-        tmp_path, "ddp", "trainer.max_iter=100000", "checkpoint.save_iter=100000", "dataloader_train.batch_size=1",
-        "dataloader_train.num_workers=1"))  # torchrun signals whole process groups: data workers too
+    command = torchrun(
+        free_port(),
+        "-m",
+        "vtok.train",
+        "--",
+        *train_args(
+            tmp_path,
+            "ddp",
+            "trainer.max_iter=100000",
+            "checkpoint.save_iter=100000",
+            "dataloader_train.batch_size=1",
+            "dataloader_train.num_workers=1",
+        ),
+    )  # torchrun signals whole process groups: data workers too
     folder = job_folder(tmp_path, "ddp")
     with launched(command, tmp_path / "torchrun.out") as proc:
         wait_for(lambda: len(logged_iterations(folder)) >= 2, 180, "two training steps")

@@ -9,8 +9,16 @@ import signal
 import time
 from pathlib import Path
 
-from faulty import (job_folder, latest_checkpoint, load_iteration, logged_iterations, logged_losses, run_training,
-                    training, wait_for)
+from faulty import (
+    job_folder,
+    latest_checkpoint,
+    load_iteration,
+    logged_iterations,
+    logged_losses,
+    run_training,
+    training,
+    wait_for,
+)
 
 MAX_ITER = 8
 ARGS = (f"trainer.max_iter={MAX_ITER}", "checkpoint.save_iter=1")
@@ -43,8 +51,9 @@ def test_random_sigkills_never_leave_a_partial_checkpoint_and_the_run_completes(
     for kill in range(3):
         with training(tmp_path, "killed", *ARGS) as proc:
             done_before = len(logged_iterations(folder))
-            wait_for(lambda: len(logged_iterations(folder)) > done_before or proc.poll() is not None, 120,
-                     "a training step")
+            wait_for(
+                lambda: len(logged_iterations(folder)) > done_before or proc.poll() is not None, 120, "a training step"
+            )
             if kill % 2 == 0:  # the moment a save is being written
                 wait_for(lambda: half_written(checkpoints) or proc.poll() is not None, 60, "a save", poll=0.001)
                 kills_mid_write += proc.poll() is None

@@ -10,15 +10,15 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 
+from ..io.atomic import atomic_path
 from ..networks.config import overrides_of
 from ..networks.fastpath import set_memory_format
 from ..networks.tokenizer import Tokenizer
-from ..io.atomic import atomic_path
 from .load import METADATA_FILE
 
 RELEASE_NAMES = {"encoder": "encoder.jit", "decoder": "decoder.jit", "autoencoder": "autoencoder.jit"}

@@ -9,9 +9,10 @@ The model name comes from the argument, vtok's own metadata, the path, or the te
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 
@@ -80,7 +81,9 @@ def _read_training(path: Path, ema: bool | None) -> CheckpointContents:
         info["top_level_keys"] = sorted(str(k) for k in obj)
         if "iteration" in obj:
             info["iteration"] = int(obj["iteration"])
-    return CheckpointContents(path, "training", state, _parts_of(state), meta.get("name"), meta.get("overrides", {}), info)
+    return CheckpointContents(
+        path, "training", state, _parts_of(state), meta.get("name"), meta.get("overrides", {}), info
+    )
 
 
 def _release_files(folder: Path) -> list[Path]:
@@ -92,8 +95,10 @@ def _release_files(folder: Path) -> list[Path]:
     if (folder / "model.pt").exists():
         return [folder / "model.pt"]
     found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
-    raise ValueError(f"{folder}: no tokenizer checkpoint found (looked for encoder.jit + decoder.jit, "
-                     f"autoencoder.jit or model.pt; found {found})")
+    raise ValueError(
+        f"{folder}: no tokenizer checkpoint found (looked for encoder.jit + decoder.jit, "
+        f"autoencoder.jit or model.pt; found {found})"
+    )
 
 
 def _sibling(path: Path) -> Path | None:
@@ -125,8 +130,10 @@ def read_checkpoint(path: str | Path, ema: bool | None = False) -> CheckpointCon
         raise ValueError(f"{path}: found no network tensors (top-level keys: {contents.info.get('top_level_keys')})")
     if not contents.parts:
         sample = ", ".join(list(contents.state)[:5])
-        raise ValueError(f"{path}: none of its {len(contents.state)} tensors belong to a tokenizer encoder or "
-                         f"decoder (first keys: {sample})")
+        raise ValueError(
+            f"{path}: none of its {len(contents.state)} tensors belong to a tokenizer encoder or "
+            f"decoder (first keys: {sample})"
+        )
     return contents
 
 
@@ -145,8 +152,12 @@ def _width_overrides(state: dict[str, torch.Tensor]) -> dict[str, int]:
     for key in ("decoder.norm_out.norm.weight", "decoder.norm_out.weight"):
         if key in state and "channels" not in found:
             found["channels"] = state[key].shape[0] // 2
-    for key, dim in (("quant_conv.conv3d.weight", 1), ("quant_conv.weight", 1),
-                     ("post_quant_conv.conv3d.weight", 0), ("post_quant_conv.weight", 0)):
+    for key, dim in (
+        ("quant_conv.conv3d.weight", 1),
+        ("quant_conv.weight", 1),
+        ("post_quant_conv.conv3d.weight", 0),
+        ("post_quant_conv.weight", 0),
+    ):
         if key in state:
             found["z_channels"] = state[key].shape[dim]
     return found
@@ -160,13 +171,19 @@ def _mismatches(state: dict[str, torch.Tensor], parts: set[str], expected: dict[
 
     def in_parts(key: str) -> bool:
         head = key.split(".")[0]
-        return head in parts or (head == "quant_conv" and "encoder" in parts) or (
-            head == "post_quant_conv" and "decoder" in parts)
+        return (
+            head in parts
+            or (head == "quant_conv" and "encoder" in parts)
+            or (head == "post_quant_conv" and "decoder" in parts)
+        )
 
     weights = {k: v for k, v in state.items() if not is_constant_buffer(k)}
     problems = [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [f"shape of {k}: file {list(v.shape)} vs model {list(expected[k])}"
-                 for k, v in weights.items() if k in expected and tuple(v.shape) != expected[k]]
+    problems += [
+        f"shape of {k}: file {list(v.shape)} vs model {list(expected[k])}"
+        for k, v in weights.items()
+        if k in expected and tuple(v.shape) != expected[k]
+    ]
     problems += [f"missing {k}" for k in expected if in_parts(k) and k not in weights and not is_constant_buffer(k)]
     return problems
 
@@ -185,17 +202,23 @@ def infer_model_name(contents: CheckpointContents) -> tuple[str, dict[str, Any]]
     if len(fits) == 1:
         return fits[0], widths
     kind = "video" if any(".conv3d." in k for k in contents.state) else "image"
-    described = (f"a {kind} tokenizer {'/'.join(sorted(contents.parts))} with {len(contents.state)} tensors"
-                 f" and widths {widths}")
+    described = (
+        f"a {kind} tokenizer {'/'.join(sorted(contents.parts))} with {len(contents.state)} tensors and widths {widths}"
+    )
     if fits:
-        raise ValueError(f"{contents.path}: holds {described}, which fits several models ({', '.join(fits)}); "
-                         "pass name=/--tokenizer_type")
-    raise ValueError(f"{contents.path}: holds {described}, which fits none of {', '.join(MODEL_NAMES)}; "
-                     "pass name=/--tokenizer_type and the config overrides it was trained with")
+        raise ValueError(
+            f"{contents.path}: holds {described}, which fits several models ({', '.join(fits)}); "
+            "pass name=/--tokenizer_type"
+        )
+    raise ValueError(
+        f"{contents.path}: holds {described}, which fits none of {', '.join(MODEL_NAMES)}; "
+        "pass name=/--tokenizer_type and the config overrides it was trained with"
+    )
 
 
-def _resolve_name(contents: Sequence[CheckpointContents], name: str | None,
-                  overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+def _resolve_name(
+    contents: Sequence[CheckpointContents], name: str | None, overrides: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
     """Model name and config overrides, from (in order) the caller, vtok's metadata, the path, the shapes.
 
     Config fields come from the widths read off the tensors, then vtok's metadata, then the caller.
@@ -256,8 +279,12 @@ def _checkpoint_files(path: str | Path | Sequence[str | Path], siblings: bool = 
 
 
 def resolve_checkpoint(
-    path: str | Path | Sequence[str | Path], name: str | None = None, *, ema: bool | None = False,
-    siblings: bool = True, **overrides: Any
+    path: str | Path | Sequence[str | Path],
+    name: str | None = None,
+    *,
+    ema: bool | None = False,
+    siblings: bool = True,
+    **overrides: Any,
 ) -> tuple[str, TokenizerConfig, list[CheckpointContents]]:
     """Model name, config and contents of a checkpoint, without building a network (see `load_tokenizer`)."""
     check_fields(overrides)
@@ -293,7 +320,6 @@ def load_tokenizer(
         _load_into(tok, c.state, c.parts, str(c.path))
         parts |= c.parts
     tok.loaded_parts = frozenset(parts)
-    tok.load_info = {"files": [str(c.path) for c in contents],
-                     "ema": any(c.info.get("ema", False) for c in contents)}
+    tok.load_info = {"files": [str(c.path) for c in contents], "ema": any(c.info.get("ema", False) for c in contents)}
     tok = tok.to(device=device, dtype=dtype).eval()
     return set_memory_format(tok, memory_format or default_memory_format(config.is_video, torch.device(device)))

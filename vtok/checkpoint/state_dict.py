@@ -7,7 +7,8 @@ copies as `ema.network-<key with '.' -> '-'>`; TorchScript files store the keys 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -37,7 +38,7 @@ def network_state_dict(state: Mapping[str, Any], ema: bool = False) -> dict[str,
     if ema:
         if not has_ema(tensors):
             raise ValueError("EMA weights were asked for, but the checkpoint has no 'ema.network-*' entries")
-        return {k[len(EMA_PREFIX):].replace("-", "."): v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
+        return {k[len(EMA_PREFIX) :].replace("-", "."): v for k, v in tensors.items() if k.startswith(EMA_PREFIX)}
     out = {}
     for key, value in tensors.items():
         if key.startswith(("ema.",) + _DROPPED_PREFIXES):
@@ -63,6 +64,4 @@ def training_state_dict(network_state: Mapping[str, torch.Tensor]) -> dict[str, 
 
 def ema_state_dict(network_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """EMA entries as the reference names them: `ema.network-encoder-conv_in-0-conv3d-weight`."""
-    return {
-        EMA_PREFIX + k.replace(".", "-"): v.float() for k, v in network_state.items() if not is_constant_buffer(k)
-    }
+    return {EMA_PREFIX + k.replace(".", "-"): v.float() for k, v in network_state.items() if not is_constant_buffer(k)}

@@ -7,15 +7,26 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..inference.pipeline import Pipeline
-from ..io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoWriter, expand_patterns, iter_frames, output_path,
-                  output_paths, probe_video, read_image, write_image)
+from ..io import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    VideoWriter,
+    expand_patterns,
+    iter_frames,
+    output_path,
+    output_paths,
+    probe_video,
+    read_image,
+    write_image,
+)
 from .batch import run_batch
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "autoencode", help="reconstruct videos or images through a tokenizer (encode then decode)",
+        "autoencode",
+        help="reconstruct videos or images through a tokenizer (encode then decode)",
         description="Encode and decode every video matched by --video_pattern (or image by --image_pattern) and "
         "write the reconstructions as H.264 mp4 at the input's fps (images keep their format). Works at any "
         "length and size: frames are padded to the model's multiples and cropped back, long videos run in "
@@ -31,18 +42,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_args(p)
     add_processing_args(p)
     out = p.add_argument_group("output")
-    out.add_argument("--output_dir", type=Path, default=None,
-                     help="where to write (default: a reconstructions/ folder beside each input)")
+    out.add_argument(
+        "--output_dir",
+        type=Path,
+        default=None,
+        help="where to write (default: a reconstructions/ folder beside each input)",
+    )
     out.add_argument("--output_fps", type=float, default=None, help="fps of written videos (default: the input's)")
-    out.add_argument("--save_input", action="store_true",
-                     help="also write the (resized) input as <name>_input.<ext>, for side-by-side viewing")
+    out.add_argument(
+        "--save_input",
+        action="store_true",
+        help="also write the (resized) input as <name>_input.<ext>, for side-by-side viewing",
+    )
     out.add_argument("--skip_existing", action="store_true", help="skip inputs whose output file exists")
     out.add_argument("--crf", type=int, default=18, help="H.264 quality of written videos (lower is better)")
     p.set_defaults(func=run)
 
 
-def autoencode_video(pipeline: Pipeline, source: Path, target: Path, *, fps: float | None = None,
-                     input_target: Path | None = None, crf: int = 18) -> int:
+def autoencode_video(
+    pipeline: Pipeline,
+    source: Path,
+    target: Path,
+    *,
+    fps: float | None = None,
+    input_target: Path | None = None,
+    crf: int = 18,
+) -> int:
     """Write the reconstruction of `source` to `target` (and its resized input to `input_target`); frame count."""
     rate = Fraction(fps) if fps else probe_video(source).fps
     with VideoWriter(target, rate, crf) as writer:
@@ -57,8 +82,9 @@ def autoencode_video(pipeline: Pipeline, source: Path, target: Path, *, fps: flo
 
 def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
-    files = expand_patterns(args.image_pattern if images else args.video_pattern,
-                            IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    files = expand_patterns(
+        args.image_pattern if images else args.video_pattern, IMAGE_SUFFIXES if images else VIDEO_SUFFIXES
+    )
     if images:  # images keep their format, so names cannot collide
         targets = {f: output_path(f, files, args.output_dir, f.suffix) for f in files}
     else:

@@ -12,10 +12,13 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def add_device_args(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default_dtype: str) -> None:
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     choices = sorted(DTYPES) + (["auto"] if default_dtype == "auto" else [])
-    helps = {"auto": "auto: bfloat16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), float32 on other "
-                     "CPUs, where bf16 is emulated and slower"}
-    parser.add_argument("--dtype", default=default_dtype, choices=choices,
-                        help=helps.get(default_dtype, f"(default: {default_dtype})"))
+    helps = {
+        "auto": "auto: bfloat16 on CUDA and on CPUs with native bf16 (AMX / AVX512-BF16), float32 on other "
+        "CPUs, where bf16 is emulated and slower"
+    }
+    parser.add_argument(
+        "--dtype", default=default_dtype, choices=choices, help=helps.get(default_dtype, f"(default: {default_dtype})")
+    )
 
 
 def resolve_device(name: str | None) -> torch.device:

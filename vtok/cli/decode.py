@@ -15,7 +15,8 @@ from .inference_args import add_checkpoint_args, engine_from_args
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "decode", help="decode .safetensors token files back to mp4/png",
+        "decode",
+        help="decode .safetensors token files back to mp4/png",
         description="Decode files written by `vtok encode` to H.264 mp4 at the original fps and frame count "
         "(images to PNG). The temporal window and overlap recorded at encoding are used again, so "
         "encode + decode gives exactly what `vtok autoencode` gives.",
@@ -24,11 +25,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--token_pattern", required=True, help="glob of token files (quote it)")
     add_checkpoint_args(p, required_parts="decoder")
-    p.add_argument("--tile", type=int, nargs="+", default=None, metavar="PIXELS",
-                   help="decode in overlapping spatial tiles of H [W] output pixels to bound memory")
+    p.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="PIXELS",
+        help="decode in overlapping spatial tiles of H [W] output pixels to bound memory",
+    )
     p.add_argument("--tile_overlap", type=int, default=None, help="pixels shared by neighbouring tiles")
-    p.add_argument("--output_dir", type=Path, default=None,
-                   help="where to write (default: a decoded/ folder beside each token file)")
+    p.add_argument(
+        "--output_dir",
+        type=Path,
+        default=None,
+        help="where to write (default: a decoded/ folder beside each token file)",
+    )
     p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
     p.set_defaults(func=run)
 
@@ -51,9 +62,13 @@ def run(args: argparse.Namespace) -> int:
         tokens, meta = load_tokens(path)
         suffix = ".png" if meta.media == "image" else ".mp4"
         target = output_path(path, files, args.output_dir, suffix, default_folder="decoded")
-        pipeline = Pipeline(engine, temporal_window=meta.temporal_window or None,
-                            temporal_overlap=meta.temporal_overlap if meta.temporal_window else None,
-                            tile=tile, tile_overlap=args.tile_overlap)
+        pipeline = Pipeline(
+            engine,
+            temporal_window=meta.temporal_window or None,
+            temporal_overlap=meta.temporal_overlap if meta.temporal_window else None,
+            tile=tile,
+            tile_overlap=args.tile_overlap,
+        )
         layout = FrameLayout(meta.height, meta.width, tuple(meta.padding))
         if meta.media == "image":
             write_image(target, pipeline.decode_image(tokens, layout))

@@ -18,10 +18,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "command can simply be run again after an interruption. For a gated repo, accept its license on the model "
         "page, then log in (`hf auth login`) or set HF_TOKEN.",
     )
-    p.add_argument("--tokenizer_types", nargs="+", default=None, metavar="TYPE",
-                   help=f"models to fetch (default: all): {', '.join(MODEL_NAMES)}")
-    p.add_argument("--checkpoint_dir", type=Path, default=Path("checkpoints"),
-                   help="where the Cosmos-Tokenize1-<type> folders go (default: checkpoints)")
+    p.add_argument(
+        "--tokenizer_types",
+        nargs="+",
+        default=None,
+        metavar="TYPE",
+        help=f"models to fetch (default: all): {', '.join(MODEL_NAMES)}",
+    )
+    p.add_argument(
+        "--checkpoint_dir",
+        type=Path,
+        default=Path("checkpoints"),
+        help="where the Cosmos-Tokenize1-<type> folders go (default: checkpoints)",
+    )
     p.set_defaults(func=run)
 
 

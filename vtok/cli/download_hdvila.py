@@ -21,14 +21,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interrupted one stopped; partial downloads are resumed.",
         epilog="example: vtok download-hdvila --dataset_path datasets/hdvila --N_videos 128 --do_download --do_clip",
     )
-    p.add_argument("--dataset_path", type=Path, default=Path("datasets/hdvila"),
-                   help=f"folder holding {JSONL_NAME}; everything is written below it (default: datasets/hdvila)")
+    p.add_argument(
+        "--dataset_path",
+        type=Path,
+        default=Path("datasets/hdvila"),
+        help=f"folder holding {JSONL_NAME}; everything is written below it (default: datasets/hdvila)",
+    )
     p.add_argument("--N_videos", type=int, default=128, help="how many distinct source videos to use (default: 128)")
     p.add_argument("--do_download", action="store_true", help="download the source videos and write the metas")
     p.add_argument("--do_clip", action="store_true", help="cut the clips from the downloaded source videos")
     p.add_argument("--retries", type=int, default=3, help="retries per video after a failed attempt (default: 3)")
-    p.add_argument("--retry_wait", type=float, default=2.0,
-                   help="seconds before the first retry, doubled for each further one (default: 2)")
+    p.add_argument(
+        "--retry_wait",
+        type=float,
+        default=2.0,
+        help="seconds before the first retry, doubled for each further one (default: 2)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
     plan = read_plan(layout, args.N_videos)
     for problem in plan.problems:
         print(f"vtok: skipped {layout.jsonl.name} {problem}", file=sys.stderr)
-    print(f"{layout.root}: {len(plan.videos)} source video(s), {len(plan.clips)} clip(s)"
-          + (f", {len(plan.problems)} malformed line(s) skipped" if plan.problems else ""))
+    print(
+        f"{layout.root}: {len(plan.videos)} source video(s), {len(plan.clips)} clip(s)"
+        + (f", {len(plan.problems)} malformed line(s) skipped" if plan.problems else "")
+    )
     reports = []
     if args.do_download:
         reports.append(download_videos(plan.videos, layout, args.retries, args.retry_wait))

@@ -6,18 +6,18 @@ import argparse
 from pathlib import Path
 
 from ..inference.engine import TokenizerEngine
-from ..networks.config import overrides_of
 from ..inference.pipeline import FrameLayout, Pipeline
-from ..io import (IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_paths, probe_video,
-                  read_image)
+from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_paths, probe_video, read_image
 from ..io.tokens import TokenMeta, is_complete, save_tokens
+from ..networks.config import overrides_of
 from .batch import run_batch
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "encode", help="tokenize videos/images to .safetensors (latents or int32 indices)",
+        "encode",
+        help="tokenize videos/images to .safetensors (latents or int32 indices)",
         description="Write, for every input, one .safetensors file with its continuous latent `latent` "
         "[C,t,h,w] or discrete token indices `indices` [t,h,w] (int32, in [0, 64000)), plus what `vtok decode` "
         "needs (model, fps, frame count, size, padding) as metadata. Files already written are skipped, so an "
@@ -30,29 +30,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--image_pattern", help="glob of input images")
     add_checkpoint_args(p, required_parts="encoder")
     add_processing_args(p)
-    p.add_argument("--output_dir", type=Path, default=None,
-                   help="where to write (default: a tokens/ folder beside each input); sub-folders mirror the inputs'")
+    p.add_argument(
+        "--output_dir",
+        type=Path,
+        default=None,
+        help="where to write (default: a tokens/ folder beside each input); sub-folders mirror the inputs'",
+    )
     p.add_argument("--overwrite", action="store_true", help="re-encode inputs whose token file already exists")
     p.set_defaults(func=run)
 
 
-def _meta(engine: TokenizerEngine, pipeline: Pipeline, source: Path, layout: FrameLayout, media: str,
-          fps: str, num_frames: int, source_size: tuple[int, int], checkpoint: list[str]) -> TokenMeta:
+def _meta(
+    engine: TokenizerEngine,
+    pipeline: Pipeline,
+    source: Path,
+    layout: FrameLayout,
+    media: str,
+    fps: str,
+    num_frames: int,
+    source_size: tuple[int, int],
+    checkpoint: list[str],
+) -> TokenMeta:
     windows = pipeline.windows
     return TokenMeta(
-        model=engine.name, overrides=overrides_of(engine.name, engine.config),
+        model=engine.name,
+        overrides=overrides_of(engine.name, engine.config),
         kind="discrete" if engine.is_discrete else "continuous",
-        media=media, fps=fps, num_frames=num_frames, height=layout.height, width=layout.width,
-        padding=layout.padding, source=str(source), source_height=source_size[0], source_width=source_size[1],
-        temporal_window=windows.frames if windows else 0, temporal_overlap=windows.overlap if windows else 0,
+        media=media,
+        fps=fps,
+        num_frames=num_frames,
+        height=layout.height,
+        width=layout.width,
+        padding=layout.padding,
+        source=str(source),
+        source_height=source_size[0],
+        source_width=source_size[1],
+        temporal_window=windows.frames if windows else 0,
+        temporal_overlap=windows.overlap if windows else 0,
         checkpoint=checkpoint,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
-    files = expand_patterns(args.image_pattern if images else args.video_pattern,
-                            IMAGE_SUFFIXES if images else VIDEO_SUFFIXES)
+    files = expand_patterns(
+        args.image_pattern if images else args.video_pattern, IMAGE_SUFFIXES if images else VIDEO_SUFFIXES
+    )
     targets = output_paths(files, args.output_dir, ".safetensors", default_folder="tokens")
     engine = engine_from_args(args)
     pipeline = pipeline_from_args(args, engine)
@@ -70,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
             info = probe_video(source)
             tokens, layout, num_frames = pipeline.encode(iter_frames(source))
             fps = f"{info.fps.numerator}/{info.fps.denominator}"
-            meta = _meta(engine, pipeline, source, layout, "video", fps, num_frames, (info.height, info.width),
-                         checkpoint)
+            meta = _meta(
+                engine, pipeline, source, layout, "video", fps, num_frames, (info.height, info.width), checkpoint
+            )
         save_tokens(target, tokens, meta)
         return True
 

@@ -16,7 +16,8 @@ from .inference_args import add_checkpoint_args, add_processing_args, engine_fro
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="score reconstructions (PSNR, SSIM, LPIPS), optionally against a baseline checkpoint",
+        "evaluate",
+        help="score reconstructions (PSNR, SSIM, LPIPS), optionally against a baseline checkpoint",
         description="Autoencode every video with --checkpoint (model A) and, if given, --baseline (model B), and "
         "compare each reconstruction with its input. Writes metrics.csv, metrics.json (with per-frame "
         "PSNR) and psnr_per_frame.png to --output_dir. PSNR is reported two ways: `psnr` is the mean of "
@@ -28,14 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--video_pattern", required=True, help="glob of input videos (quote it)")
     add_checkpoint_args(p)
-    p.add_argument("--baseline", type=Path, default=None,
-                   help="checkpoint to compare with (release folder, model.pt, iter_N.pt or a .jit; "
-                   "an encoder.jit finds its decoder.jit beside it)")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="checkpoint to compare with (release folder, model.pt, iter_N.pt or a .jit; "
+        "an encoder.jit finds its decoder.jit beside it)",
+    )
     p.add_argument("--baseline_tokenizer_type", default=None, help="model name of the baseline if not inferable")
     add_processing_args(p)
     p.add_argument("--output_dir", type=Path, default=Path("evaluation"), help="where to write (default: evaluation/)")
-    p.add_argument("--save_videos", action="store_true",
-                   help="also write side-by-side mp4s (input | A | B) to <output_dir>/videos/")
+    p.add_argument(
+        "--save_videos",
+        action="store_true",
+        help="also write side-by-side mp4s (input | A | B) to <output_dir>/videos/",
+    )
     p.add_argument("--lpips_weights", type=Path, default=None, help="folder with vgg16.pth and lpips' vgg.pth")
     p.set_defaults(func=run)
 
@@ -77,13 +85,21 @@ def run(args: argparse.Namespace) -> int:
         return True
 
     report = run_batch(files, job, "evaluate")
-    settings = {"video_pattern": args.video_pattern, "engine": pipelines["A"].engine.describe(),
-                "short_size": args.short_size, "temporal_window": pipelines["A"].windows.frames,
-                "temporal_overlap": pipelines["A"].windows.overlap, "tile": args.tile,
-                "seconds": round(time.perf_counter() - started, 2), "failed": [str(p) for p, _ in report.failed]}
+    settings = {
+        "video_pattern": args.video_pattern,
+        "engine": pipelines["A"].engine.describe(),
+        "short_size": args.short_size,
+        "temporal_window": pipelines["A"].windows.frames,
+        "temporal_overlap": pipelines["A"].windows.overlap,
+        "tile": args.tile,
+        "seconds": round(time.perf_counter() - started, 2),
+        "failed": [str(p) for p, _ in report.failed],
+    }
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_csv(args.output_dir / "metrics.csv", results),
-               write_json(args.output_dir / "metrics.json", results, settings)]
+    written = [
+        write_csv(args.output_dir / "metrics.csv", results),
+        write_json(args.output_dir / "metrics.json", results, settings),
+    ]
     if any(m.videos for m in results):
         written.append(write_plot(args.output_dir / "psnr_per_frame.png", results))
     print(_table(results))
@@ -102,6 +118,8 @@ def _table(results: list[ModelScores]) -> str:
             lines.append(f"{m.label:<6} {0:>6}")
             continue
         lp = "-" if s["lpips"] is None else f"{s['lpips']:.4f}"
-        lines.append(f"{m.label:<6} {s['videos']:>6} {s['frames']:>7} {s['psnr']:>8.2f} {s['psnr_pooled']:>12.2f} "
-                     f"{s['ssim']:>7.4f} {lp:>7}")
+        lines.append(
+            f"{m.label:<6} {s['videos']:>6} {s['frames']:>7} {s['psnr']:>8.2f} {s['psnr_pooled']:>12.2f} "
+            f"{s['ssim']:>7.4f} {lp:>7}"
+        )
     return "\n".join(lines)

@@ -20,12 +20,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkpoint", required=True, type=Path, help="checkpoint file or release folder")
     p.add_argument("--tokenizer_type", default=None, help="model name, e.g. CV8x8x8-720p (inferred if omitted)")
-    p.add_argument("--output_dir", type=Path, default=None,
-                   help="where to write (default: next to the checkpoint, in <stem>_jit/)")
+    p.add_argument(
+        "--output_dir", type=Path, default=None, help="where to write (default: next to the checkpoint, in <stem>_jit/)"
+    )
     p.add_argument("--reg", action="store_true", help="export the regular weights instead of the EMA ones")
-    p.add_argument("--input_shape", type=int, nargs="+", default=None, metavar="N",
-                   help="example input for tracing, e.g. 1 3 17 512 512 (needs T >= 1 + temporal compression; "
-                   "the traced files work at any size)")
+    p.add_argument(
+        "--input_shape",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="example input for tracing, e.g. 1 3 17 512 512 (needs T >= 1 + temporal compression; "
+        "the traced files work at any size)",
+    )
     add_device_args(p, default_dtype="bfloat16")
     p.set_defaults(func=run)
 
@@ -35,8 +42,9 @@ def run(args: argparse.Namespace) -> int:
     tok = load_tokenizer(ckpt, args.tokenizer_type, ema=False if args.reg else None)
     use_ema = tok.load_info["ema"]
     out_dir = args.output_dir or ckpt.with_name(f"{ckpt.name if ckpt.is_dir() else ckpt.stem}_jit")
-    written = export_jit(tok, out_dir, example_shape=args.input_shape, dtype=DTYPES[args.dtype],
-                         device=resolve_device(args.device))
+    written = export_jit(
+        tok, out_dir, example_shape=args.input_shape, dtype=DTYPES[args.dtype], device=resolve_device(args.device)
+    )
     print(f"{tok.name} ({'EMA' if use_ema else 'checkpoint'} weights, {args.dtype}):")
     for part, path in written.items():
         print(f"  {part:<12} {path}")

@@ -18,12 +18,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "file on every rank. Unchanged files (same size and mtime) are reused from an existing manifest.",
     )
     p.add_argument("inputs", nargs="+", metavar="DIR_OR_GLOB", help="folders of videos or glob patterns")
-    p.add_argument("--output", type=Path, default=None,
-                   help=f"write one manifest for all inputs here (default: {MANIFEST_NAME} in each video folder; "
-                   "a dataset reads it when its config sets dataset.manifest)")
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help=f"write one manifest for all inputs here (default: {MANIFEST_NAME} in each video folder; "
+        "a dataset reads it when its config sets dataset.manifest)",
+    )
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="probing threads")
-    p.add_argument("--num_video_frames", type=int, default=None,
-                   help="also count the videos shorter than one window of this many frames")
+    p.add_argument(
+        "--num_video_frames",
+        type=int,
+        default=None,
+        help="also count the videos shorter than one window of this many frames",
+    )
     p.set_defaults(func=run)
 
 
@@ -35,11 +43,16 @@ def run(args: argparse.Namespace) -> int:
     unreadable = result.unreadable
     readable = [r for r in result.records.values() if r.readable]
     frames = sum(r.num_frames or 0 for r in readable)
-    print(f"{len(paths)} files: {len(readable)} readable videos ({frames} frames), {len(unreadable)} unreadable; "
-          f"{result.probed} probed, {result.reused} unchanged since the last index")
+    print(
+        f"{len(paths)} files: {len(readable)} readable videos ({frames} frames), {len(unreadable)} unreadable; "
+        f"{result.probed} probed, {result.reused} unchanged since the last index"
+    )
     if args.num_video_frames:
-        short = {p: r.num_frames or 0 for p, r in result.records.items()
-                 if r.readable and (r.num_frames or 0) < args.num_video_frames}
+        short = {
+            p: r.num_frames or 0
+            for p, r in result.records.items()
+            if r.readable and (r.num_frames or 0) < args.num_video_frames
+        }
         print(f"{len(short)} readable videos are shorter than {args.num_video_frames} frames")
         for path, frames in short.items():
             print(f"  short {path}: {frames} frames")

@@ -14,15 +14,24 @@ from .common import add_device_args, resolve_device, resolve_dtype
 
 def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "encoder and decoder") -> None:
     group = parser.add_argument_group("checkpoint")
-    group.add_argument("--checkpoint", type=Path, default=None,
-                       help="release folder, model.pt, iter_N.pt or autoencoder.jit")
+    group.add_argument(
+        "--checkpoint", type=Path, default=None, help="release folder, model.pt, iter_N.pt or autoencoder.jit"
+    )
     group.add_argument("--checkpoint_enc", type=Path, default=None, help="encoder.jit (or vtok's iter_N_enc.jit)")
     group.add_argument("--checkpoint_dec", type=Path, default=None, help="decoder.jit (or vtok's iter_N_dec.jit)")
-    group.add_argument("--tokenizer_type", default=None, metavar="NAME",
-                       help=f"model name when it cannot be inferred: {', '.join(MODEL_NAMES)}")
-    group.add_argument("--mode", default="torch", choices=MODES,
-                       help="torch: vtok's network with the checkpoint's weights (default; any checkpoint); "
-                       "jit: run the TorchScript graphs as they are (.jit files only)")
+    group.add_argument(
+        "--tokenizer_type",
+        default=None,
+        metavar="NAME",
+        help=f"model name when it cannot be inferred: {', '.join(MODEL_NAMES)}",
+    )
+    group.add_argument(
+        "--mode",
+        default="torch",
+        choices=MODES,
+        help="torch: vtok's network with the checkpoint's weights (default; any checkpoint); "
+        "jit: run the TorchScript graphs as they are (.jit files only)",
+    )
     group.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
     add_device_args(group, default_dtype="auto")
     parser.set_defaults(required_parts=required_parts)
@@ -30,32 +39,66 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "
 
 def add_processing_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("processing")
-    group.add_argument("--short_size", type=int, default=None,
-                       help="resize so the short side has this many pixels (as NVIDIA's resize_video)")
-    group.add_argument("--temporal_window", type=int, default=None,
-                       help=f"frames per model call, 1 + a multiple of the temporal compression "
-                       f"(default {DEFAULT_WINDOW}; NVIDIA's default was 17); bounds memory")
-    group.add_argument("--temporal_overlap", type=int, default=None,
-                       help="frames each window re-reads from the previous one, a multiple of the temporal "
-                       "compression (default 2x it); 0 restarts the causal model at every window, which shows seams")
-    group.add_argument("--tile", type=int, nargs="+", default=None, metavar="PIXELS",
-                       help="process frames in overlapping spatial tiles of H [W] pixels to bound memory")
-    group.add_argument("--tile_overlap", type=int, default=None,
-                       help="pixels shared by neighbouring tiles (default a quarter of the tile)")
+    group.add_argument(
+        "--short_size",
+        type=int,
+        default=None,
+        help="resize so the short side has this many pixels (as NVIDIA's resize_video)",
+    )
+    group.add_argument(
+        "--temporal_window",
+        type=int,
+        default=None,
+        help=f"frames per model call, 1 + a multiple of the temporal compression "
+        f"(default {DEFAULT_WINDOW}; NVIDIA's default was 17); bounds memory",
+    )
+    group.add_argument(
+        "--temporal_overlap",
+        type=int,
+        default=None,
+        help="frames each window re-reads from the previous one, a multiple of the temporal "
+        "compression (default 2x it); 0 restarts the causal model at every window, which shows seams",
+    )
+    group.add_argument(
+        "--tile",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="PIXELS",
+        help="process frames in overlapping spatial tiles of H [W] pixels to bound memory",
+    )
+    group.add_argument(
+        "--tile_overlap",
+        type=int,
+        default=None,
+        help="pixels shared by neighbouring tiles (default a quarter of the tile)",
+    )
 
 
 def engine_from_args(args: argparse.Namespace) -> TokenizerEngine:
     """Load the checkpoint the flags name and check it has the parts this command runs."""
     device = resolve_device(args.device)
-    engine = load_engine(args.checkpoint, args.checkpoint_enc, args.checkpoint_dec,
-                         tokenizer_type=args.tokenizer_type, mode=args.mode, device=device,
-                         dtype=resolve_dtype(args.dtype, device), ema=args.ema)
+    engine = load_engine(
+        args.checkpoint,
+        args.checkpoint_enc,
+        args.checkpoint_dec,
+        tokenizer_type=args.tokenizer_type,
+        mode=args.mode,
+        device=device,
+        dtype=resolve_dtype(args.dtype, device),
+        ema=args.ema,
+    )
     needs = args.required_parts
-    has = {"encoder": engine.can_encode, "decoder": engine.can_decode,
-           "encoder and decoder": (engine.can_encode and engine.can_decode) or engine.autoencode_fn is not None}
+    has = {
+        "encoder": engine.can_encode,
+        "decoder": engine.can_decode,
+        "encoder and decoder": (engine.can_encode and engine.can_decode) or engine.autoencode_fn is not None,
+    }
     if not has[needs]:
-        raise ValueError(f"this command needs the {needs} of the model, and the checkpoint given lacks it "
-                         "(pass --checkpoint_enc / --checkpoint_dec or a full checkpoint)")
+        raise ValueError(
+            f"this command needs the {needs} of the model, and the checkpoint given lacks it "
+            "(pass --checkpoint_enc / --checkpoint_dec or a full checkpoint)"
+        )
     return engine
 
 
@@ -65,5 +108,11 @@ def pipeline_from_args(args: argparse.Namespace, engine: TokenizerEngine) -> Pip
         if len(args.tile) > 2:
             raise ValueError(f"--tile takes H or H W, got {args.tile}")
         tile = (args.tile[0], args.tile[-1])
-    return Pipeline(engine, temporal_window=args.temporal_window, temporal_overlap=args.temporal_overlap,
-                    tile=tile, tile_overlap=args.tile_overlap, short_size=getattr(args, "short_size", None))
+    return Pipeline(
+        engine,
+        temporal_window=args.temporal_window,
+        temporal_overlap=args.temporal_overlap,
+        tile=tile,
+        tile_overlap=args.tile_overlap,
+        short_size=getattr(args, "short_size", None),
+    )

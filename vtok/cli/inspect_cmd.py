@@ -10,8 +10,11 @@ from ..checkpoint.load import infer_model_name, read_checkpoint
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("inspect", help="describe a checkpoint file and the model it fits",
-                              description="Print a checkpoint's kind, parts, dtypes, iteration and inferred model.")
+    p = subparsers.add_parser(
+        "inspect",
+        help="describe a checkpoint file and the model it fits",
+        description="Print a checkpoint's kind, parts, dtypes, iteration and inferred model.",
+    )
     p.add_argument("checkpoint", type=Path, help="a .pt or .jit file")
     p.set_defaults(func=run)
 

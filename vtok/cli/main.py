@@ -6,11 +6,35 @@ import argparse
 import sys
 
 from .. import __version__
-from . import (autoencode, decode, demo, download_checkpoints, download_hdvila, encode, evaluate, export_jit, index,
-               inspect_cmd, models, train)
+from . import (
+    autoencode,
+    decode,
+    demo,
+    download_checkpoints,
+    download_hdvila,
+    encode,
+    evaluate,
+    export_jit,
+    index,
+    inspect_cmd,
+    models,
+    train,
+)
 
-COMMANDS = (demo, download_checkpoints, download_hdvila, index, train, autoencode, encode, decode, evaluate, models,
-            inspect_cmd, export_jit)
+COMMANDS = (
+    demo,
+    download_checkpoints,
+    download_hdvila,
+    index,
+    train,
+    autoencode,
+    encode,
+    decode,
+    evaluate,
+    models,
+    inspect_cmd,
+    export_jit,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

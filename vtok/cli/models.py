@@ -10,8 +10,11 @@ from ..networks import MODEL_NAMES, get_config, tokenizer_from_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("models", help="list the Cosmos-Tokenize1 models vtok builds",
-                              description="List the named models with compression, latent and parameter count.")
+    p = subparsers.add_parser(
+        "models",
+        help="list the Cosmos-Tokenize1 models vtok builds",
+        description="List the named models with compression, latent and parameter count.",
+    )
     p.set_defaults(func=run)
 
 

@@ -70,8 +70,10 @@ def parse_train_args(argv: list[str]) -> tuple[Config, TrainFlags]:
         elif arg == "--":
             continue
         elif arg.startswith("-"):
-            raise ValueError(f"unknown option {arg!r}: the trainer takes --dryrun, experiment=NAME and key=value "
-                             "overrides (see --help)")
+            raise ValueError(
+                f"unknown option {arg!r}: the trainer takes --dryrun, experiment=NAME and key=value "
+                "overrides (see --help)"
+            )
         elif arg.partition("=")[0].strip() == "experiment":
             if experiment is not None:
                 raise ValueError(f"experiment given twice: {experiment!r} and {arg.partition('=')[2]!r}")

@@ -18,7 +18,7 @@ run gets a fresh folder; it uses 2 loader workers instead of 8 to stay light on 
 from __future__ import annotations
 
 import difflib
-from typing import Callable
+from collections.abc import Callable
 
 from ..data.config import DatasetConfig, LoaderConfig
 from ..networks.config import get_config
@@ -61,8 +61,14 @@ def experiment_name(model: str) -> str:
 def tokenize1_hdvila(model: str) -> Config:
     """Post-training of a released Tokenize1 video model on HD-VILA clips, as NVIDIA's experiment."""
     config = video_basic()
-    config.model = ModelSpec(ModelConfig(network_name=model, network=get_config(model, persistent_quantizer=False),
-                                         ema=config.model.config.ema, loss=config.model.config.loss))
+    config.model = ModelSpec(
+        ModelConfig(
+            network_name=model,
+            network=get_config(model, persistent_quantizer=False),
+            ema=config.model.config.ema,
+            loss=config.model.config.loss,
+        )
+    )
     res = model.rsplit("-", 1)[1].removesuffix("p")
     frames = 121 if model == "CV8x8x8-720p" else 49
     config.dataloader_train = _loader(f"hdvila_video{res}", frames, crop_height=256)

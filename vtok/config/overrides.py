@@ -27,7 +27,7 @@ class _Mismatch(Exception):
     """A value that does not fit a type; turned into a ValueError naming the key by the caller."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_types(cls: type) -> dict[str, Any]:
     """{field name: resolved type hint} of a dataclass (its annotations are strings under __future__)."""
     hints = typing.get_type_hints(cls)
@@ -47,8 +47,11 @@ def expand_alias(key: str) -> str:
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     """{dotted key: value} of every leaf of a config dataclass (or of its nested-dict form), in field order."""
-    items = ({f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-             if dataclasses.is_dataclass(config) else config)
+    items = (
+        {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        if dataclasses.is_dataclass(config)
+        else config
+    )
     flat: dict[str, Any] = {}
     for name, value in items.items():
         key = f"{prefix}{name}"
@@ -241,7 +244,7 @@ def _set(config: Any, path: list[str], value: Any, pending: dict[tuple[str, ...]
         if params is not None and params.frozen:
             if depth + 2 != len(path):
                 raise ValueError(f"{'.'.join(path)}: nested groups inside a frozen config are not supported")
-            pending.setdefault(tuple(path[:depth + 1]), {})[path[-1]] = value
+            pending.setdefault(tuple(path[: depth + 1]), {})[path[-1]] = value
             return
         node = child
     setattr(node, path[-1], value)

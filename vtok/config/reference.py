@@ -35,7 +35,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     },
     "TrainerConfig": {
         "max_iter": "iteration at which training stops (counted from the loaded iteration when the training "
-                    "state is loaded)",
+        "state is loaded)",
         "validation_iter": "validate every this many iterations",
         "run_validation": "validate on the held-out videos during training",
         "logging_iter": "log losses, learning rate and speed every this many iterations",
@@ -63,7 +63,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
     "ColorConfig": {
         "boundaries": "iterations where the weight changes (piecewise-constant schedule)",
         "values": "the weight before the first boundary, then after each one (one more than the boundaries, or "
-                  "as many: then the first value holds from iteration 0)",
+        "as many: then the first value holds from iteration 0)",
     },
     "PerceptualConfig": {
         "lpips_boundaries": "iterations where the VGG feature term's weight changes",
@@ -109,7 +109,7 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "channels_mult": "width multiplier of each resolution level",
         "num_res_blocks": "residual blocks per level",
         "attn_resolutions": "nominal resolutions with attention inside the levels (none in the released models; "
-                            "their mid blocks always have attention)",
+        "their mid blocks always have attention)",
         "resolution": "nominal input resolution that `attn_resolutions` counts from",
         "dropout": "dropout in the residual blocks",
         "patch_size": "downsampling of the Haar wavelet patcher, in space and (video) time",
@@ -133,15 +133,18 @@ FIELD_HELP: dict[str, dict[str, str]] = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def source_comments(cls: type) -> dict[str, str]:
     """{field: text} of the `#` comments on a field's lines, or on the comment lines right above it."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
+    comments = {
+        tok.start[0]: tok.string.lstrip("#").strip()
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT
+    }
     lines = source.splitlines()
     found: dict[str, str] = {}
     for node in ast.parse(source).body[0].body:
@@ -180,7 +183,7 @@ def _alias(key: str) -> str | None:
     """The short spelling of a key (`loss.<term>.<field>`), if it has one."""
     for short, (prefix, inner) in ALIASES.items():
         if key.startswith(prefix + "."):
-            rest = key[len(prefix) + 1:].split(".")
+            rest = key[len(prefix) + 1 :].split(".")
             if len(rest) == 3 and rest[1] == inner:
                 return f"{short}.{rest[0]}.{rest[2]}"
             if len(rest) == 1:
@@ -262,9 +265,17 @@ def render() -> str:
     ]
     seen: dict[str, list[Row]] = {}
     for group, cls, rows in groups(type(config), config):
-        twin = next((g for g, r in seen.items() if group.split(".", 1)[1:] == g.split(".", 1)[1:]
-                     and group.split(".")[0].startswith("dataloader") and g.split(".")[0].startswith("dataloader")
-                     and [(x.type, x.default) for x in r] == [(x.type, x.default) for x in rows]), None)
+        twin = next(
+            (
+                g
+                for g, r in seen.items()
+                if group.split(".", 1)[1:] == g.split(".", 1)[1:]
+                and group.split(".")[0].startswith("dataloader")
+                and g.split(".")[0].startswith("dataloader")
+                and [(x.type, x.default) for x in r] == [(x.type, x.default) for x in rows]
+            ),
+            None,
+        )
         seen[group] = rows
         out += [f"## `{group}`", ""]
         if twin is not None:
@@ -278,10 +289,14 @@ def render() -> str:
             key = f"`{row.key}`" + (f" (`{alias}`)" if alias else "")
             out.append(f"| {key} | {_cell(row.type)} | `{_cell(row.default)}` | {_cell(row.meaning)} |")
         out.append("")
-    out += ["## Experiments", "",
-            "`experiment=NAME` starts from one of these; each line is a key it sets differently from the",
-            "experiment it is built from (`video_basic` from the base config, the HDVILA runs from",
-            "`video_basic`, each `mock_` run from its HDVILA run).", ""]
+    out += [
+        "## Experiments",
+        "",
+        "`experiment=NAME` starts from one of these; each line is a key it sets differently from the",
+        "experiment it is built from (`video_basic` from the base config, the HDVILA runs from",
+        "`video_basic`, each `mock_` run from its HDVILA run).",
+        "",
+    ]
     for name in EXPERIMENTS:
         parent = _parent(name)
         out += [f"### `{name}`", "", f"From {f'`{parent}`' if parent else 'the base config'}:", "", "```text"]

@@ -20,8 +20,14 @@ from ..data.config import DatasetConfig, LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
 from ..networks.config import NAMED_CONFIGS, TokenizerConfig, canonical_name, get_config
 from ..training.consistency import check_windows
-from ..training.loss_config import (ColorConfig, FlowConfig, KLConfig, LossConfig, PerceptualConfig,
-                                    VideoConsistencyConfig)
+from ..training.loss_config import (
+    ColorConfig,
+    FlowConfig,
+    KLConfig,
+    LossConfig,
+    PerceptualConfig,
+    VideoConsistencyConfig,
+)
 
 DEFAULT_NETWORK = "CV8x8x8-720p"
 
@@ -83,8 +89,14 @@ class TrainerConfig:
         for key in ("max_iter", "seed"):
             if getattr(self, key) < 0:
                 _fail(f"trainer.{key}", f"must be 0 or more, got {getattr(self, key)}")
-        for key in ("validation_iter", "max_val_iter", "logging_iter", "grad_accum_iter", "collective_timeout_s",
-                    "max_nonfinite_steps"):
+        for key in (
+            "validation_iter",
+            "max_val_iter",
+            "logging_iter",
+            "grad_accum_iter",
+            "collective_timeout_s",
+            "max_nonfinite_steps",
+        ):
             if getattr(self, key) < 1:
                 _fail(f"trainer.{key}", f"must be at least 1, got {getattr(self, key)}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
@@ -248,9 +260,12 @@ class ModelConfig:
             except ValueError as err:
                 raise ValueError(f"model.config.network_name: {err} (null for a custom network)") from None
             if NAMED_CONFIGS[name].name != self.network.name:
-                _fail("model.config.network_name", f"={self.network_name!r} is a {NAMED_CONFIGS[name].name} model "
-                      f"but model.config.network.name is {self.network.name!r}; set network_name=null for a "
-                      "custom network")
+                _fail(
+                    "model.config.network_name",
+                    f"={self.network_name!r} is a {NAMED_CONFIGS[name].name} model "
+                    f"but model.config.network.name is {self.network.name!r}; set network_name=null for a "
+                    "custom network",
+                )
         if not self.network.is_video:
             _fail("model.config.network.name", f"={self.network.name!r}: the trainer trains video tokenizers (CV, DV)")
         self.ema.validate()
@@ -297,8 +312,12 @@ class Config:
         _validate_jit_shape(self.checkpoint.jit.input_shape, self.network)
         consistency = self.model.config.loss.config.video_consistency.config
         if consistency.enabled:
-            check_windows(self.dataloader_train.dataset.num_video_frames, consistency.num_frames, consistency.step,
-                          self.network.temporal_compression)
+            check_windows(
+                self.dataloader_train.dataset.num_video_frames,
+                consistency.num_frames,
+                consistency.step,
+                self.network.temporal_compression,
+            )
 
 
 def _validate_loader(key: str, loader: LoaderConfig, network: TokenizerConfig) -> None:
@@ -314,15 +333,24 @@ def _validate_loader(key: str, loader: LoaderConfig, network: TokenizerConfig) -
     frames = dataset.num_video_frames
     if (frames - 1) % tc:
         low = (frames - 1) // tc * tc + 1
-        _fail(f"{key}.dataset.num_video_frames", f"={frames}: must be 1 + a multiple of {tc} (the network's temporal "
-              f"compression), e.g. {max(low, 1 + tc)} or {low + tc}")
+        _fail(
+            f"{key}.dataset.num_video_frames",
+            f"={frames}: must be 1 + a multiple of {tc} (the network's temporal "
+            f"compression), e.g. {max(low, 1 + tc)} or {low + tc}",
+        )
     for aspect in ASPECT_RATIOS:
         width, height = crop_size(dataset, resolution, aspect)
         if width < sc or height < sc or width % sc or height % sc:
-            what = (f"crop_width={dataset.crop_width}, crop_height={dataset.crop_height}"
-                    if dataset.crop_width is not None else f"crop_height={dataset.crop_height}")
-            _fail(f"{key}.dataset.{what}", f"gives {width}x{height} (WxH) crops for {aspect.replace(',', ':')} "
-                  f"clips: both sides must be positive multiples of {sc} (the network's spatial compression)")
+            what = (
+                f"crop_width={dataset.crop_width}, crop_height={dataset.crop_height}"
+                if dataset.crop_width is not None
+                else f"crop_height={dataset.crop_height}"
+            )
+            _fail(
+                f"{key}.dataset.{what}",
+                f"gives {width}x{height} (WxH) crops for {aspect.replace(',', ':')} "
+                f"clips: both sides must be positive multiples of {sc} (the network's spatial compression)",
+            )
 
 
 def _prefixed(key: str, check, field_names: list[str]) -> None:
@@ -349,7 +377,10 @@ def _validate_jit_shape(shape: tuple[int, ...] | None, network: TokenizerConfig)
     if channels != network.in_channels:
         _fail(key, f"={list(shape)}: C must be the network's in_channels={network.in_channels}")
     if frames < 1 + tc or (frames - 1) % tc:
-        _fail(key, f"={list(shape)}: T must be 1 + a positive multiple of {tc} (a single latent frame would trace "
-                   "a decoder without temporal upsampling)")
+        _fail(
+            key,
+            f"={list(shape)}: T must be 1 + a positive multiple of {tc} (a single latent frame would trace "
+            "a decoder without temporal upsampling)",
+        )
     if height % sc or width % sc:
         _fail(key, f"={list(shape)}: H and W must be multiples of {sc}")

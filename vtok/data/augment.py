@@ -43,8 +43,9 @@ def cover_size(src_h: int, src_w: int, target_w: int, target_h: int, crop_w: int
     return max(int(scale * src_h + 0.5), crop_h), max(int(scale * src_w + 0.5), crop_w)
 
 
-def plan_crop(src_h: int, src_w: int, cfg: DatasetConfig, resolution: str, is_train: bool,
-              rng: np.random.Generator) -> CropPlan:
+def plan_crop(
+    src_h: int, src_w: int, cfg: DatasetConfig, resolution: str, is_train: bool, rng: np.random.Generator
+) -> CropPlan:
     """Draw one sample's crop, resize, reversal and flip (train), or the deterministic val crop."""
     aspect = aspect_bucket(src_w, src_h)
     crop_w, crop_h = crop_size(cfg, resolution, aspect)
@@ -80,10 +81,12 @@ def apply_plan(frame: av.VideoFrame, plan: CropPlan) -> np.ndarray:
         crop = frame_to_rgb(frame, region)
     else:
         resized = resize_frame(frame_to_rgb(frame), *plan.resized)
-        crop = resized[plan.top:plan.top + plan.height, plan.left:plan.left + plan.width]
+        crop = resized[plan.top : plan.top + plan.height, plan.left : plan.left + plan.width]
     if crop.shape[:2] != (plan.height, plan.width):
-        raise ValueError(f"a frame of {frame.width}x{frame.height} is smaller than the crop {plan.width}x{plan.height} "
-                         "(frames of one video changed size?)")
+        raise ValueError(
+            f"a frame of {frame.width}x{frame.height} is smaller than the crop {plan.width}x{plan.height} "
+            "(frames of one video changed size?)"
+        )
     return np.ascontiguousarray(crop)
 
 

@@ -72,8 +72,10 @@ class DatasetConfig:
             if value is not None and value < 16:
                 raise ValueError(f"{key} must be at least 16, got {value}")
         if self.crop_width is not None and (self.crop_width % 8 or self.crop_height % 8):
-            raise ValueError(f"an explicit crop must be a multiple of 8 in both sides (the tokenizers' spatial "
-                             f"compression), got {self.crop_width}x{self.crop_height}")
+            raise ValueError(
+                f"an explicit crop must be a multiple of 8 in both sides (the tokenizers' spatial "
+                f"compression), got {self.crop_width}x{self.crop_height}"
+            )
         if self.mock_content not in MOCK_CONTENTS:
             raise ValueError(f"mock_content must be one of {', '.join(MOCK_CONTENTS)}, got {self.mock_content!r}")
         if self.max_consecutive_failures < 1:

@@ -12,9 +12,9 @@ wanted, `frame_to_rgb` converts just that region of a yuv420p frame, with the sa
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import av
 import numpy as np
@@ -49,14 +49,17 @@ def _crop_yuv420(frame: av.VideoFrame, region: Region) -> np.ndarray | None:
     h0, w0 = (top + height + 1) // 2 * 2 - t0, (left + width + 1) // 2 * 2 - l0
     if t0 + h0 > frame.height or l0 + w0 > frame.width:
         return None
-    luma = _plane(frame, 0, frame.height, frame.width)[t0:t0 + h0, l0:l0 + w0]
-    chroma = [_plane(frame, i, (frame.height + 1) // 2, (frame.width + 1) // 2)[t0 // 2:(t0 + h0) // 2,
-                                                                                l0 // 2:(l0 + w0) // 2]
-              for i in (1, 2)]
+    luma = _plane(frame, 0, frame.height, frame.width)[t0 : t0 + h0, l0 : l0 + w0]
+    chroma = [
+        _plane(frame, i, (frame.height + 1) // 2, (frame.width + 1) // 2)[
+            t0 // 2 : (t0 + h0) // 2, l0 // 2 : (l0 + w0) // 2
+        ]
+        for i in (1, 2)
+    ]
     packed = np.concatenate([luma.reshape(-1)] + [c.reshape(-1) for c in chroma]).reshape(h0 * 3 // 2, w0)
     small = av.VideoFrame.from_ndarray(packed, format=frame.format.name)
     small.colorspace, small.color_range = frame.colorspace, frame.color_range
-    return small.to_ndarray(format="rgb24")[top - t0:top - t0 + height, left - l0:left - l0 + width]
+    return small.to_ndarray(format="rgb24")[top - t0 : top - t0 + height, left - l0 : left - l0 + width]
 
 
 def frame_to_rgb(frame: av.VideoFrame, region: Region | None = None) -> np.ndarray:
@@ -73,7 +76,7 @@ def frame_to_rgb(frame: av.VideoFrame, region: Region | None = None) -> np.ndarr
         rgb = np.rot90(rgb, k=quarter_turns)
     if region is not None:
         top, left, height, width = region
-        rgb = rgb[top:top + height, left:left + width]
+        rgb = rgb[top : top + height, left : left + width]
     return np.ascontiguousarray(rgb)
 
 
@@ -89,8 +92,9 @@ class _SeekMissed(Exception):
     """The decoder did not start at the keyframe the seek aimed at."""
 
 
-def _decode(path: Path, frame_ids: Sequence[int], keyframe: tuple[int, int | None], threads: int,
-            convert: FrameConverter) -> DecodedWindow:
+def _decode(
+    path: Path, frame_ids: Sequence[int], keyframe: tuple[int, int | None], threads: int, convert: FrameConverter
+) -> DecodedWindow:
     key_index, key_pts = keyframe
     frames: list[np.ndarray] = []
     wanted = iter(frame_ids)
@@ -122,8 +126,13 @@ def _decode(path: Path, frame_ids: Sequence[int], keyframe: tuple[int, int | Non
     raise MediaError(path, f"the video ended after {ended}, the window needs frame {frame_ids[-1]}")
 
 
-def read_window(path: str | Path, frame_ids: Sequence[int], keyframes: Sequence[Sequence[int]] = (),
-                threads: int = 0, convert: FrameConverter = frame_to_rgb) -> DecodedWindow:
+def read_window(
+    path: str | Path,
+    frame_ids: Sequence[int],
+    keyframes: Sequence[Sequence[int]] = (),
+    threads: int = 0,
+    convert: FrameConverter = frame_to_rgb,
+) -> DecodedWindow:
     """Frames `frame_ids` (increasing indices) of `path`, each turned into an array by `convert` as it is
     decoded (default: the whole frame as uint8 RGB `[H, W, 3]`), so only converted frames are held.
     `keyframes` are [index, pts] pairs from the manifest; without them the video is decoded from its start.

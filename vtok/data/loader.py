@@ -13,7 +13,7 @@ import os
 import random
 import signal
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -45,8 +45,10 @@ def collate(samples: list[dict]) -> dict:
     shapes = sorted({tuple(s["video"].shape) for s in samples})
     if len(shapes) > 1:
         sizes = ", ".join(f"{s[-1]}x{s[-2]}" for s in shapes)
-        raise ValueError(f"clips of one batch differ in size ({sizes}): with batch_size > 1 give an explicit crop "
-                         "(dataset.crop_width and crop_height), or use videos of one aspect ratio")
+        raise ValueError(
+            f"clips of one batch differ in size ({sizes}): with batch_size > 1 give an explicit crop "
+            "(dataset.crop_width and crop_height), or use videos of one aspect ratio"
+        )
     return default_collate(samples)
 
 
@@ -74,8 +76,9 @@ def _seed_worker(worker_id: int, seed: int, rank: int) -> None:
     torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
-def build_dataloader(cfg: LoaderConfig, split: str = "train", rank: int = 0, world_size: int = 1,
-                     seed: int = 0, progress: bool = False) -> DataLoader:
+def build_dataloader(
+    cfg: LoaderConfig, split: str = "train", rank: int = 0, world_size: int = 1, seed: int = 0, progress: bool = False
+) -> DataLoader:
     """A DataLoader for `split` on `rank` of `world_size`: shuffled, drop-last batches for train, every
     window in order for val; persistent, seeded workers; pinned memory only when CUDA is available."""
     if split not in SPLITS:
@@ -85,8 +88,9 @@ def build_dataloader(cfg: LoaderConfig, split: str = "train", rank: int = 0, wor
     cfg.validate()
     is_train = split == "train"
     dataset = build_dataset(cfg.dataset, split, seed, progress)
-    sampler = EpochDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=is_train, seed=seed,
-                                      drop_last=is_train)
+    sampler = EpochDistributedSampler(
+        dataset, num_replicas=world_size, rank=rank, shuffle=is_train, seed=seed, drop_last=is_train
+    )
     workers = cfg.num_workers
     return DataLoader(
         dataset,

@@ -14,11 +14,11 @@ import bisect
 import json
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
 
 import av
 from tqdm import tqdm
@@ -95,9 +95,19 @@ def probe_record(path: str | Path) -> VideoRecord:
         return VideoRecord(stat.st_size, stat.st_mtime_ns, False, err.reason)
     if num_frames == 0:
         return VideoRecord(stat.st_size, stat.st_mtime_ns, False, "no video frames")
-    return VideoRecord(stat.st_size, stat.st_mtime_ns, True, None, num_frames,
-                       f"{info.fps.numerator}/{info.fps.denominator}", info.width, info.height, info.codec,
-                       info.rotation, keyframes)
+    return VideoRecord(
+        stat.st_size,
+        stat.st_mtime_ns,
+        True,
+        None,
+        num_frames,
+        f"{info.fps.numerator}/{info.fps.denominator}",
+        info.width,
+        info.height,
+        info.codec,
+        info.rotation,
+        keyframes,
+    )
 
 
 class Manifest:
@@ -109,7 +119,7 @@ class Manifest:
         self.changed = False
 
     @classmethod
-    def load(cls, path: str | Path) -> "Manifest":
+    def load(cls, path: str | Path) -> Manifest:
         """The manifest at `path`; an empty one when it is missing, or unreadable (it is then rewritten)."""
         path = Path(path)
         if not path.exists():
@@ -146,8 +156,11 @@ class Manifest:
     def save(self) -> None:
         """Write the manifest atomically (a temporary file, then a rename)."""
         lines = [f"  {json.dumps(key)}: {json.dumps(asdict(self.records[key]))}" for key in sorted(self.records)]
-        text = (f'{{"format": "{MANIFEST_FORMAT}", "version": {MANIFEST_VERSION}, "videos": {{\n'
-                + ",\n".join(lines) + "\n}}\n")
+        text = (
+            f'{{"format": "{MANIFEST_FORMAT}", "version": {MANIFEST_VERSION}, "videos": {{\n'
+            + ",\n".join(lines)
+            + "\n}}\n"
+        )
         tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
         try:
             tmp.write_text(text)
@@ -183,8 +196,13 @@ def default_manifest_path(video: Path) -> Path:
     return Path(video).resolve().parent / MANIFEST_NAME
 
 
-def index_videos(paths: Sequence[Path], manifest_path: str | Path | None = None, workers: int = 8,
-                 write: bool = True, progress: bool = True) -> IndexResult:
+def index_videos(
+    paths: Sequence[Path],
+    manifest_path: str | Path | None = None,
+    workers: int = 8,
+    write: bool = True,
+    progress: bool = True,
+) -> IndexResult:
     """Records for `paths`: reused from their manifests when the files are unchanged, else probed (in `workers`
     threads, with a progress bar) and saved back. A manifest that cannot be written is reported, not fatal."""
     manifests: dict[Path, Manifest] = {}
@@ -204,9 +222,12 @@ def index_videos(paths: Sequence[Path], manifest_path: str | Path | None = None,
             records[video] = record
     reused = len(records)
     if stale:
-        with ThreadPoolExecutor(max(1, workers)) as pool, \
-                tqdm(total=len(stale), desc="probing videos", unit="video", disable=not progress,
-                     dynamic_ncols=True) as bar:
+        with (
+            ThreadPoolExecutor(max(1, workers)) as pool,
+            tqdm(
+                total=len(stale), desc="probing videos", unit="video", disable=not progress, dynamic_ncols=True
+            ) as bar,
+        ):
             for video, record in zip(stale, pool.map(probe_record, stale)):
                 records[video] = record
                 owner[video].put(video, record)
@@ -222,6 +243,9 @@ def index_videos(paths: Sequence[Path], manifest_path: str | Path | None = None,
             written.append(manifest.path)
         except OSError as err:
             not_written.append((manifest.path, err.strerror or str(err)))
-            log.warning("cannot write manifest %s (%s); start-up will probe these videos again", manifest.path,
-                        err.strerror or err)
+            log.warning(
+                "cannot write manifest %s (%s); start-up will probe these videos again",
+                manifest.path,
+                err.strerror or err,
+            )
     return IndexResult({p: records[Path(p)] for p in paths}, len(stale), reused, written, not_written)

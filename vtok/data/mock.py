@@ -27,8 +27,9 @@ def _bounce(position: np.ndarray, low: float, high: float) -> np.ndarray:
     return low + np.where(folded > span, 2 * span - folded, folded)
 
 
-def moving_shapes(num_frames: int, height: int, width: int, rng: np.random.Generator,
-                  num_shapes: int = 3) -> np.ndarray:
+def moving_shapes(
+    num_frames: int, height: int, width: int, rng: np.random.Generator, num_shapes: int = 3
+) -> np.ndarray:
     """uint8 `[T, H, W, 3]`: a slowly drifting gradient with rectangles and discs moving at constant speed."""
     t = np.arange(num_frames, dtype=np.float32)[:, None, None]
     yy, xx = np.mgrid[:height, :width].astype(np.float32)

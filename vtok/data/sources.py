@@ -8,8 +8,8 @@ trains under any name without a code edit. Note that "360" means a 320-pixel sho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .config import DatasetConfig
 
@@ -76,8 +76,10 @@ def parse_dataset_name(name: str) -> DatasetName:
     source, sep, res = name.lower().rpartition("_video")
     if not sep or source not in VIDEO_SOURCES or res not in RESOLUTIONS:
         sources = ", ".join(VIDEO_SOURCES)
-        raise ValueError(f"unknown dataset {name!r}: expected {{source}}_video{{res}} with source in ({sources}) "
-                         f"and res in ({', '.join(RESOLUTIONS)}), e.g. hdvila_video720")
+        raise ValueError(
+            f"unknown dataset {name!r}: expected {{source}}_video{{res}} with source in ({sources}) "
+            f"and res in ({', '.join(RESOLUTIONS)}), e.g. hdvila_video720"
+        )
     return DatasetName(source, res)
 
 

@@ -17,8 +17,9 @@ from ..io.video import write_video
 from .mock import _bounce
 
 
-def noise_texture(height: int, width: int, rng: np.random.Generator, scales: tuple[int, ...] = (4, 16, 48),
-                  detail: float = 0.35) -> np.ndarray:
+def noise_texture(
+    height: int, width: int, rng: np.random.Generator, scales: tuple[int, ...] = (4, 16, 48), detail: float = 0.35
+) -> np.ndarray:
     """float32 [H, W, 3] in [0, 1]: random colour fields at several scales, upsampled smoothly and summed."""
     out = torch.zeros(1, 3, height, width)
     for i, cells in enumerate(scales):
@@ -30,8 +31,9 @@ def noise_texture(height: int, width: int, rng: np.random.Generator, scales: tup
     return np.clip((out - low) / max(high - low, 1e-6), 0, 1)
 
 
-def textured_video(num_frames: int, height: int, width: int, rng: np.random.Generator, num_sprites: int = 3,
-                   max_pan: float = 2.0) -> np.ndarray:
+def textured_video(
+    num_frames: int, height: int, width: int, rng: np.random.Generator, num_sprites: int = 3, max_pan: float = 2.0
+) -> np.ndarray:
     """uint8 [T, H, W, 3]: a panning textured background with textured sprites moving over it."""
     vy, vx = rng.uniform(-max_pan, max_pan, size=2)
     margin_y, margin_x = int(abs(vy) * num_frames) + 1, int(abs(vx) * num_frames) + 1
@@ -49,7 +51,7 @@ def textured_video(num_frames: int, height: int, width: int, rng: np.random.Gene
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
         oy, ox = int(round(y0 + vy * t)), int(round(x0 + vx * t))
-        frame = background[oy:oy + height, ox:ox + width].copy()
+        frame = background[oy : oy + height, ox : ox + width].copy()
         for size, start, speed, texture, square in sprites:
             cy = float(_bounce(np.float32(start[0] + speed[0] * t), size / 2, height - size / 2))
             cx = float(_bounce(np.float32(start[1] + speed[1] * t), size / 2, width - size / 2))
@@ -62,8 +64,16 @@ def textured_video(num_frames: int, height: int, width: int, rng: np.random.Gene
     return frames
 
 
-def write_textured_videos(folder: str | Path, count: int, num_frames: int, height: int, width: int,
-                          fps: float = 24.0, seed: int = 0, prefix: str = "clip") -> list[Path]:
+def write_textured_videos(
+    folder: str | Path,
+    count: int,
+    num_frames: int,
+    height: int,
+    width: int,
+    fps: float = 24.0,
+    seed: int = 0,
+    prefix: str = "clip",
+) -> list[Path]:
     """Write `count` generated videos as `folder/{prefix}_{i:03d}.mp4` (atomically); returns their paths."""
     paths = []
     for index in range(count):

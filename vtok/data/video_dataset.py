@@ -25,9 +25,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import av
 import numpy as np
@@ -104,8 +104,10 @@ class VideoWindowDataset(Dataset):
         self.start_interval = cfg.start_interval or max(1, self.span // 2)
         patterns = video_patterns(cfg)
         if patterns is None:
-            raise ValueError(f"{cfg.name} is a synthetic source; use vtok.data.build_dataset for it, or set "
-                             "video_pattern to read videos")
+            raise ValueError(
+                f"{cfg.name} is a synthetic source; use vtok.data.build_dataset for it, or set "
+                "video_pattern to read videos"
+            )
         self.pattern = ", ".join(patterns)
         try:
             paths = find_videos(patterns)
@@ -113,9 +115,11 @@ class VideoWindowDataset(Dataset):
             raise ValueError(f"{err} (dataset {cfg.name}; set dataset.video_pattern to your videos)") from None
         chosen = split_videos(paths, cfg.val_fraction)[split]
         if not chosen:
-            raise ValueError(f"the {split} split of {self.pattern} is empty: {len(paths)} file(s), val_fraction="
-                             f"{cfg.val_fraction}; add videos, or set val_fraction=0 to validate on the training "
-                             "videos")
+            raise ValueError(
+                f"the {split} split of {self.pattern} is empty: {len(paths)} file(s), val_fraction="
+                f"{cfg.val_fraction}; add videos, or set val_fraction=0 to validate on the training "
+                "videos"
+            )
         result = index_videos(chosen, cfg.manifest, cfg.probe_workers, cfg.write_manifest, progress)
         self.videos: list[_Video] = []
         self.unreadable: dict[Path, str] = {}
@@ -128,23 +132,39 @@ class VideoWindowDataset(Dataset):
                 self.too_short.append(path)
             else:
                 self.videos.append(_Video(path, record, (record.num_frames - self.span) // self.start_interval + 1))
-        self.stats = {"files": len(paths), "in_split": len(chosen), "videos": len(self.videos),
-                      "unreadable": len(self.unreadable), "too_short": len(self.too_short),
-                      "probed": result.probed, "reused": result.reused}
+        self.stats = {
+            "files": len(paths),
+            "in_split": len(chosen),
+            "videos": len(self.videos),
+            "unreadable": len(self.unreadable),
+            "too_short": len(self.too_short),
+            "probed": result.probed,
+            "reused": result.reused,
+        }
         if not self.videos:
             other = f", {len(paths) - len(chosen)} in the other split" if len(chosen) < len(paths) else ""
-            raise ValueError(f"no readable videos with >= {self.span} frames for the {split} split in {self.pattern}: "
-                             f"{len(self.unreadable)} unreadable, {len(self.too_short)} too short{other}"
-                             + self._examples())
+            raise ValueError(
+                f"no readable videos with >= {self.span} frames for the {split} split in {self.pattern}: "
+                f"{len(self.unreadable)} unreadable, {len(self.too_short)} too short{other}" + self._examples()
+            )
         self.offsets = np.cumsum([0] + [v.windows for v in self.videos]).tolist()
         self._bad: dict[int, str] = {}
         for path, reason in list(self.unreadable.items())[:MAX_LOGGED]:
             log.warning("skipping %s: %s", path, reason)
         if len(self.unreadable) > MAX_LOGGED:
-            log.warning("... and %d more unreadable files (list them with `vtok index`)",
-                        len(self.unreadable) - MAX_LOGGED)
-        log.info("%s %s: %d windows from %d videos (%d unreadable, %d shorter than %d frames skipped)",
-                 cfg.name, split, len(self), len(self.videos), len(self.unreadable), len(self.too_short), self.span)
+            log.warning(
+                "... and %d more unreadable files (list them with `vtok index`)", len(self.unreadable) - MAX_LOGGED
+            )
+        log.info(
+            "%s %s: %d windows from %d videos (%d unreadable, %d shorter than %d frames skipped)",
+            cfg.name,
+            split,
+            len(self),
+            len(self.videos),
+            len(self.unreadable),
+            len(self.too_short),
+            self.span,
+        )
 
     def _examples(self) -> str:
         bad = [f"\n  {p}: {r}" for p, r in list(self.unreadable.items())[:3]]
@@ -185,12 +205,16 @@ class VideoWindowDataset(Dataset):
                     self._mark_bad(video, err)
             last = f"{self.videos[video].path}: {self._bad[video]}"
             if len(self._bad) == len(self.videos):
-                raise RuntimeError(f"every one of the {len(self.videos)} videos in {self.pattern} failed to decode "
-                                   f"(last: {last}); check them with `vtok index`")
+                raise RuntimeError(
+                    f"every one of the {len(self.videos)} videos in {self.pattern} failed to decode "
+                    f"(last: {last}); check them with `vtok index`"
+                )
             index = int(sample_rng(self.seed, epoch, index, attempt, 0xBAD).integers(len(self)))
-        raise RuntimeError(f"{self.cfg.max_consecutive_failures} windows in a row could not be read "
-                           f"({len(self._bad)} of {len(self.videos)} videos failed, last: {last}); "
-                           "check the videos with `vtok index`")
+        raise RuntimeError(
+            f"{self.cfg.max_consecutive_failures} windows in a row could not be read "
+            f"({len(self._bad)} of {len(self.videos)} videos failed, last: {last}); "
+            "check the videos with `vtok index`"
+        )
 
     def _mark_bad(self, video: int, err: Exception) -> None:
         reason = err.reason if isinstance(err, MediaError) else str(err)

@@ -20,10 +20,10 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from huggingface_hub import HfApi, get_token, hf_hub_url
 from huggingface_hub import constants as hf_constants
@@ -155,8 +155,9 @@ def download_checkpoints(
         raise ValueError("no tokenizer types given")
     report = DownloadReport()
     for name in wanted:
-        result = download_model(name, model_folder(checkpoint_dir, name), md5s=md5s.get(name, {}),
-                                endpoint=endpoint, token=token, log=log)
+        result = download_model(
+            name, model_folder(checkpoint_dir, name), md5s=md5s.get(name, {}), endpoint=endpoint, token=token, log=log
+        )
         report.results.append(result)
     return report
 
@@ -181,23 +182,34 @@ def download_model(
     except _ModelFailed as err:
         return _result(name, folder, "failed", str(err), [], log)
     except DownloadError as err:
-        reason = (_status_reason(err.status, err.url, repo, endpoint, token) if err.status is not None
-                  else f"download failed: {err.reason}")
+        reason = (
+            _status_reason(err.status, err.url, repo, endpoint, token)
+            if err.status is not None
+            else f"download failed: {err.reason}"
+        )
         return _result(name, folder, "failed", reason, [], log)
     except Exception as err:  # network, Hub and file-system errors of one model; the next model still runs
         http = _cause_of_type(err, HfHubHTTPError)
-        reason = (_http_reason(http, repo, endpoint, token) if http is not None
-                  else f"download failed: {_root_cause(err)}")
+        reason = (
+            _http_reason(http, repo, endpoint, token) if http is not None else f"download failed: {_root_cause(err)}"
+        )
         return _result(name, folder, "failed", reason, [], log)
     _write_manifest(folder, repo, files)
     if not downloaded:
-        return _result(name, folder, "skipped", f"already complete ({_count(files, md5s)}, checked with the Hub), "
-                       "skipped", [], log)
+        return _result(
+            name, folder, "skipped", f"already complete ({_count(files, md5s)}, checked with the Hub), skipped", [], log
+        )
     return _result(name, folder, "done", f"done ({_count(files, md5s)})", downloaded, log)
 
 
-def _fetch(repo: str, folder: Path, md5s: Mapping[str, str], endpoint: str | None, token: str | bool | None,
-           log: Callable[[str], None]) -> tuple[dict[str, int | None], list[str]]:
+def _fetch(
+    repo: str,
+    folder: Path,
+    md5s: Mapping[str, str],
+    endpoint: str | None,
+    token: str | bool | None,
+    log: Callable[[str], None],
+) -> tuple[dict[str, int | None], list[str]]:
     """Download every wanted file of `repo`, checking each; returns {file: size} and the files fetched."""
     info = HfApi(endpoint=endpoint).model_info(repo, files_metadata=True, token=token)
     wanted = [s for s in info.siblings or [] if any(fnmatchcase(s.rfilename, p) for p in ALLOW_PATTERNS)]
@@ -245,8 +257,9 @@ def _partial_file(folder: Path, filename: str, version: str | None) -> Path:
     return part
 
 
-def _download_file(url: str, part: Path, size: int | None, headers: Mapping[str, str], filename: str,
-                   log: Callable[[str], None]) -> None:
+def _download_file(
+    url: str, part: Path, size: int | None, headers: Mapping[str, str], filename: str, log: Callable[[str], None]
+) -> None:
     """Fetch `url` into `part`, continuing what it holds; a broken transfer is resumed, an HTTP refusal raised."""
     if size is not None and _size(part) > size:
         part.unlink()
@@ -269,8 +282,10 @@ def _download_file(url: str, part: Path, size: int | None, headers: Mapping[str,
             if not (err.retryable and transient) or failures > RETRIES:
                 raise
             wait = RETRY_WAIT * 2 ** (failures - 1) if failures else 0.0
-            log(f"{filename}: transfer interrupted at byte {_size(part)} ({err.reason}); "
-                + (f"retrying in {wait:g} s" if wait else "resuming"))
+            log(
+                f"{filename}: transfer interrupted at byte {_size(part)} ({err.reason}); "
+                + (f"retrying in {wait:g} s" if wait else "resuming")
+            )
             time.sleep(wait)
 
 
@@ -282,8 +297,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _complete_offline(folder: Path, md5s: Mapping[str, str],
-                      log: Callable[[str], None]) -> dict[str, int | None] | None:
+def _complete_offline(
+    folder: Path, md5s: Mapping[str, str], log: Callable[[str], None]
+) -> dict[str, int | None] | None:
     """The manifest's {file: size} when every file it lists is present and checks out; else None.
 
     A file that fails its MD5 is removed (a resumed download must not keep it) and the manifest with it.
@@ -322,8 +338,9 @@ def _count(files: Mapping[str, object], md5s: Mapping[str, str]) -> str:
     return f"{len(files)} files, {checked} MD5-verified" if checked else f"{len(files)} files"
 
 
-def _result(name: str, folder: Path, status: str, detail: str, downloaded: list[str],
-            log: Callable[[str], None]) -> ModelResult:
+def _result(
+    name: str, folder: Path, status: str, detail: str, downloaded: list[str], log: Callable[[str], None]
+) -> ModelResult:
     log(f"{name}: {detail}" if status != "failed" else f"{name}: failed: {detail}")
     return ModelResult(name, folder, status, detail, downloaded)
 
@@ -332,22 +349,40 @@ def _http_reason(err: HfHubHTTPError, repo: str, endpoint: str | None, token: st
     """One line saying what the Hub refused (through huggingface_hub) and what to do about it."""
     status = err.response.status_code if err.response is not None else None
     url = str(err.response.url) if err.response is not None else repo
-    return _status_reason(status, url, repo, endpoint, token, gated=isinstance(err, GatedRepoError),
-                          missing=isinstance(err, RepositoryNotFoundError))
+    return _status_reason(
+        status,
+        url,
+        repo,
+        endpoint,
+        token,
+        gated=isinstance(err, GatedRepoError),
+        missing=isinstance(err, RepositoryNotFoundError),
+    )
 
 
-def _status_reason(status: int | None, url: str, repo: str, endpoint: str | None, token: str | bool | None,
-                   gated: bool = False, missing: bool = False) -> str:
+def _status_reason(
+    status: int | None,
+    url: str,
+    repo: str,
+    endpoint: str | None,
+    token: str | bool | None,
+    gated: bool = False,
+    missing: bool = False,
+) -> str:
     """One line saying what the Hub refused with HTTP `status` for `url` and what to do about it."""
     hub = (endpoint or hf_constants.ENDPOINT).rstrip("/")
     page = f"{hub}/{repo}"
     if gated or status in (401, 403):
         has_token = bool(token) if isinstance(token, str) else token is not False and get_token() is not None
         if not has_token:
-            return (f"the Hub refused access (HTTP {status}) and no token was found: accept the license at {page} "
-                    "while logged in, then run `hf auth login` (formerly `huggingface-cli login`) or set HF_TOKEN")
-        return (f"the Hub refused access with your token (HTTP {status}): accept the license at {page} with that "
-                "account, or use a token of an account that has (HF_TOKEN or `hf auth login`)")
+            return (
+                f"the Hub refused access (HTTP {status}) and no token was found: accept the license at {page} "
+                "while logged in, then run `hf auth login` (formerly `huggingface-cli login`) or set HF_TOKEN"
+            )
+        return (
+            f"the Hub refused access with your token (HTTP {status}): accept the license at {page} with that "
+            "account, or use a token of an account that has (HF_TOKEN or `hf auth login`)"
+        )
     if missing:
         return f"{repo} not found on {hub} (HTTP {status})"
     return f"the Hub answered HTTP {status} for {url}"

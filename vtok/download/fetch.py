@@ -13,8 +13,9 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Callable, Mapping, Protocol
+from typing import IO, Protocol
 from urllib.parse import urlparse
 
 from .. import __version__
@@ -55,8 +56,9 @@ class HttpDownloader:
 
     name = "http"
 
-    def __init__(self, timeout: float = 60.0, chunk_size: int = 1 << 20,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, timeout: float = 60.0, chunk_size: int = 1 << 20, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.headers = dict(headers or {})
@@ -101,8 +103,15 @@ class HttpDownloader:
 class _CredentialSafeRedirect(urllib.request.HTTPRedirectHandler):
     """urllib's redirect handling, minus the `Authorization` header on a redirect to another origin."""
 
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                         headers: http.client.HTTPMessage, newurl: str) -> urllib.request.Request | None:
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         new = super().redirect_request(req, fp, code, msg, headers, newurl)
         if new is not None and _origin(newurl) != _origin(req.full_url):
             new.remove_header("Authorization")
@@ -147,7 +156,11 @@ class YtDlpDownloader:
         options = {
             "format": self.FORMAT.format(h=self.max_height),
             "outtmpl": f"{part}.ytdl.%(ext)s",
-            "quiet": True, "no_warnings": True, "noprogress": True, "noplaylist": True, "continuedl": True,
+            "quiet": True,
+            "no_warnings": True,
+            "noprogress": True,
+            "noplaylist": True,
+            "continuedl": True,
         }
         try:
             with yt_dlp.YoutubeDL(options) as ydl:
@@ -177,8 +190,9 @@ class PytubefixDownloader:
         except DownloadError:
             raise
         except Exception as err:  # pytubefix raises many unrelated types (network, parsing, availability)
-            raise DownloadError(url, f"pytubefix: {str(err).splitlines()[0] if str(err) else type(err).__name__}") \
-                from err
+            raise DownloadError(
+                url, f"pytubefix: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from err
 
 
 class MissingYouTubeSupport:
@@ -214,8 +228,14 @@ def downloader_for(url: str) -> Downloader:
     raise ValueError(f"unsupported URL {url!r} (expected http(s) or YouTube)")
 
 
-def download(url: str, target: Path, downloader: Downloader | None = None, retries: int = 3,
-             retry_wait: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> Path:
+def download(
+    url: str,
+    target: Path,
+    downloader: Downloader | None = None,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Path:
     """Fetch `url` to `target` (a video), retrying with backoff `retry_wait * 2**i`; DownloadError when it
     cannot. The file appears under `target` only once complete and readable."""
     downloader = downloader or downloader_for(url)
@@ -235,5 +255,5 @@ def download(url: str, target: Path, downloader: Downloader | None = None, retri
         except DownloadError as err:
             if not err.retryable or attempt >= retries:
                 raise
-            sleep(retry_wait * 2 ** attempt)
+            sleep(retry_wait * 2**attempt)
             attempt += 1

@@ -14,10 +14,11 @@ import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import av
 import numpy as np
@@ -91,9 +92,16 @@ def parse_record(obj: Any, line: int) -> ClipRecord:
     if end <= start:
         raise ValueError(f"span_end {obj['span_end']!r} is not after span_start {obj['span_start']!r}")
     caption = obj.get("caption", "")
-    return ClipRecord(line, url.strip(), _check_name(obj["video_id"], "video_id"),
-                      _check_name(obj["clip_id"], "clip_id"), caption if isinstance(caption, str) else str(caption),
-                      start, end, obj)
+    return ClipRecord(
+        line,
+        url.strip(),
+        _check_name(obj["video_id"], "video_id"),
+        _check_name(obj["clip_id"], "clip_id"),
+        caption if isinstance(caption, str) else str(caption),
+        start,
+        end,
+        obj,
+    )
 
 
 def iter_records(path: Path) -> Iterator[ClipRecord | str]:
@@ -151,8 +159,9 @@ def plan_videos(records: Iterator[ClipRecord | str], n_videos: int) -> Plan:
                 break
             videos[record.video_id] = SourceVideo(record.video_id, record.url)
         if record.stem in seen_clips:
-            problems.append(f"line {record.line}: clip_id {record.clip_id!r} already listed on line "
-                            f"{seen_clips[record.stem]}")
+            problems.append(
+                f"line {record.line}: clip_id {record.clip_id!r} already listed on line {seen_clips[record.stem]}"
+            )
             continue
         seen_clips[record.stem] = record.line
         videos[record.video_id].clips.append(record)
@@ -183,8 +192,9 @@ class HdvilaLayout:
 def read_plan(layout: HdvilaLayout, n_videos: int) -> Plan:
     """The plan for the dataset folder's jsonl; FileNotFoundError saying where to get it when it is missing."""
     if not layout.jsonl.is_file():
-        raise FileNotFoundError(f"{layout.jsonl} not found: download {JSONL_NAME} from {JSONL_SOURCE} "
-                                f"into {layout.root}")
+        raise FileNotFoundError(
+            f"{layout.jsonl} not found: download {JSONL_NAME} from {JSONL_SOURCE} into {layout.root}"
+        )
     return plan_videos(iter_records(layout.jsonl), n_videos)
 
 
@@ -222,8 +232,13 @@ def write_metas(video: SourceVideo, layout: HdvilaLayout) -> None:
         _write_text(meta_txt, record.caption + "\n")
 
 
-def download_videos(videos: list[SourceVideo], layout: HdvilaLayout, retries: int = 3, retry_wait: float = 2.0,
-                    sleep: Callable[[float], None] = time.sleep) -> Report:
+def download_videos(
+    videos: list[SourceVideo],
+    layout: HdvilaLayout,
+    retries: int = 3,
+    retry_wait: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Report:
     """Fetch each source video not yet in `videos_orig/` and write the metas of every clip of those present."""
     report = Report("download")
     with tqdm(videos, desc="download", unit="video", dynamic_ncols=True) as bar:

@@ -8,9 +8,9 @@ SSIM is per frame with data_range 255, meaned per video; LPIPS likewise when its
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -65,9 +65,14 @@ def _batches(streams: Iterable[tuple[np.ndarray, ...]]) -> Iterator[list[tuple[n
         yield batch
 
 
-def evaluate_video(source: Path, pipelines: Mapping[str, Pipeline], *, lpips: LPIPS | None = None,
-                   side_by_side: Path | None = None,
-                   progress: Callable[[int], None] | None = None) -> dict[str, VideoScores]:
+def evaluate_video(
+    source: Path,
+    pipelines: Mapping[str, Pipeline],
+    *,
+    lpips: LPIPS | None = None,
+    side_by_side: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, VideoScores]:
     """Scores of each pipeline's reconstruction of `source`, computed while streaming (memory bounded by the
     windows); optionally writes an mp4 with input | reconstruction(s) side by side."""
     first = next(iter(pipelines.values()))

@@ -15,8 +15,11 @@ def read_scalars(event_folder: str | Path, tags: tuple[str, ...]) -> dict[str, t
 
     events = EventAccumulator(str(event_folder), size_guidance={"scalars": 0}).Reload()
     present = set(events.Tags().get("scalars", []))
-    return {tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
-            for tag in tags if tag in present}
+    return {
+        tag: ([e.step for e in events.Scalars(tag)], [e.value for e in events.Scalars(tag)])
+        for tag in tags
+        if tag in present
+    }
 
 
 def _save(figure, path: Path) -> Path:
@@ -28,6 +31,7 @@ def _save(figure, path: Path) -> Path:
 def plot_loss_curve(series: dict[str, tuple[list[int], list[float]]], path: str | Path, title: str = "") -> Path:
     """One line per loss series (iteration on x, log-scaled loss on y), written atomically as a PNG."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -51,6 +55,7 @@ def plot_loss_curve(series: dict[str, tuple[list[int], list[float]]], path: str 
 def frame_grid(rows: dict[str, np.ndarray], path: str | Path, num_columns: int = 4) -> Path:
     """A PNG with one row per labelled video ([T,H,W,3] uint8) at the same `num_columns` evenly spaced frames."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -58,8 +63,9 @@ def frame_grid(rows: dict[str, np.ndarray], path: str | Path, num_columns: int =
     picks = np.linspace(0, frames - 1, num_columns).round().astype(int)
     height, width = next(iter(rows.values())).shape[1:3]
     scale = 1.6 / max(height, width) * 2
-    figure, axes = plt.subplots(len(rows), len(picks), squeeze=False,
-                                figsize=(len(picks) * width * scale, len(rows) * height * scale + 0.4))
+    figure, axes = plt.subplots(
+        len(rows), len(picks), squeeze=False, figsize=(len(picks) * width * scale, len(rows) * height * scale + 0.4)
+    )
     for r, (label, video) in enumerate(rows.items()):
         for c, index in enumerate(picks):
             axis = axes[r][c]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -57,16 +57,21 @@ def write_json(path: Path, results: Sequence[ModelScores], settings: dict) -> Pa
         "definitions": {
             "psnr": "mean over frames of 10*log10(255^2/(mse+1e-8)), mse per uint8 frame (NVIDIA's validation)",
             "psnr_pooled": "10*log10(255^2/mse) with mse over all frames and pixels of a video, mean over videos "
-                           "(TokenBench)",
+            "(TokenBench)",
             "ssim": "per frame, data_range 255, skimage's defaults; mean per video, then over videos",
             "lpips": "LPIPS-VGG per frame; mean per video, then over videos (null without local weights)",
         },
         "models": {
             s.label: {
-                "checkpoint": s.checkpoint, "model": s.model, "mean": mean_scores(s),
-                "videos": {video: {**v.summary(), "psnr_per_frame": v.psnr_per_frame, "ssim_per_frame": v.ssim}
-                           for video, v in s.videos.items()},
-            } for s in results
+                "checkpoint": s.checkpoint,
+                "model": s.model,
+                "mean": mean_scores(s),
+                "videos": {
+                    video: {**v.summary(), "psnr_per_frame": v.psnr_per_frame, "ssim_per_frame": v.ssim}
+                    for video, v in s.videos.items()
+                },
+            }
+            for s in results
         },
     }
     with atomic_path(path) as tmp:

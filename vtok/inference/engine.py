@@ -9,9 +9,9 @@ as they are. Both give tokens in NVIDIA's format: latents `[B,C,t,h,w]` or int i
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
@@ -65,8 +65,9 @@ class TokenizerEngine:
 
     def _run(self, fn: Fn | None, what: str, x: torch.Tensor) -> torch.Tensor:
         if fn is None:
-            raise ValueError(f"the {self.name} checkpoint given has no {what} (pass an encoder and a decoder, "
-                             "or a full checkpoint)")
+            raise ValueError(
+                f"the {self.name} checkpoint given has no {what} (pass an encoder and a decoder, or a full checkpoint)"
+            )
         with torch.inference_mode():
             if x.is_floating_point():
                 x = x.to(device=self.device, dtype=self.dtype)
@@ -87,14 +88,15 @@ class TokenizerEngine:
         return self._run(self.autoencode_fn, "full autoencoder", x)
 
 
-def _checkpoint_paths(checkpoint: Path | None, checkpoint_enc: Path | None,
-                      checkpoint_dec: Path | None) -> list[Path]:
+def _checkpoint_paths(checkpoint: Path | None, checkpoint_enc: Path | None, checkpoint_dec: Path | None) -> list[Path]:
     paths = [p for p in (checkpoint_enc, checkpoint_dec) if p is not None]
     if checkpoint is not None and paths:
         raise ValueError("give either --checkpoint or --checkpoint_enc/--checkpoint_dec, not both")
     if checkpoint is None and not paths:
-        raise ValueError("no checkpoint given: pass --checkpoint (a release folder, model.pt, iter_N.pt or "
-                         "autoencoder.jit) or --checkpoint_enc and --checkpoint_dec")
+        raise ValueError(
+            "no checkpoint given: pass --checkpoint (a release folder, model.pt, iter_N.pt or "
+            "autoencoder.jit) or --checkpoint_enc and --checkpoint_dec"
+        )
     for p in paths or [checkpoint]:
         if not p.exists():
             raise FileNotFoundError(f"no such checkpoint: {p}")
@@ -105,14 +107,17 @@ def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out[0]
 
 
-def _load_jit_engine(paths: list[Path], name: str | None, device: torch.device, dtype: torch.dtype,
-                     siblings: bool) -> TokenizerEngine:
+def _load_jit_engine(
+    paths: list[Path], name: str | None, device: torch.device, dtype: torch.dtype, siblings: bool
+) -> TokenizerEngine:
     model_name, config, contents = resolve_checkpoint(paths, name, siblings=siblings)
     engine = TokenizerEngine(model_name, config, device, dtype, "jit")
     for item in contents:
         if item.kind != "jit":
-            raise ValueError(f"{item.path} is not a TorchScript file; --mode jit runs .jit files only "
-                             "(use --mode torch for model.pt / iter_N.pt)")
+            raise ValueError(
+                f"{item.path} is not a TorchScript file; --mode jit runs .jit files only "
+                "(use --mode torch for model.pt / iter_N.pt)"
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=DeprecationWarning)
             module = torch.jit.load(str(item.path), map_location=device).eval().to(dtype)

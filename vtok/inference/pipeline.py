@@ -9,8 +9,8 @@ padded at the end only, by repeating the last frame, which a causal model cannot
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ class FrameLayout:
     padding: tuple[int, int, int, int]  # top, bottom, left, right
 
     @classmethod
-    def fit(cls, height: int, width: int, multiple: int) -> "FrameLayout":
+    def fit(cls, height: int, width: int, multiple: int) -> FrameLayout:
         pad_h, pad_w = -height % multiple, -width % multiple
         return cls(height, width, (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2))
 
@@ -44,7 +44,7 @@ class FrameLayout:
 
     def crop(self, x: torch.Tensor) -> torch.Tensor:
         top, _, left, _ = self.padding
-        return x[..., top:top + self.height, left:left + self.width]
+        return x[..., top : top + self.height, left : left + self.width]
 
 
 def to_model_input(frames: np.ndarray) -> torch.Tensor:
@@ -67,12 +67,20 @@ def _pad_time(x: torch.Tensor, tc: int) -> torch.Tensor:
 class Pipeline:
     """How one tokenizer processes media: window and tile settings, optional short-side resize."""
 
-    def __init__(self, engine: TokenizerEngine, *, temporal_window: int | None = None,
-                 temporal_overlap: int | None = None, tile: tuple[int, int] | None = None,
-                 tile_overlap: int | None = None, short_size: int | None = None) -> None:
+    def __init__(
+        self,
+        engine: TokenizerEngine,
+        *,
+        temporal_window: int | None = None,
+        temporal_overlap: int | None = None,
+        tile: tuple[int, int] | None = None,
+        tile_overlap: int | None = None,
+        short_size: int | None = None,
+    ) -> None:
         self.engine = engine
-        self.windows = (TemporalWindows.resolve(engine.tc, temporal_window, temporal_overlap)
-                        if engine.is_video else None)
+        self.windows = (
+            TemporalWindows.resolve(engine.tc, temporal_window, temporal_overlap) if engine.is_video else None
+        )
         self.tiling = Tiling.resolve(engine.sc, tile, tile_overlap)
         self.short_size = short_size
         self.token_dim = 1 if engine.is_discrete else 2  # time axis of indices [B,t,h,w] / latents [B,C,t,h,w]
@@ -137,8 +145,9 @@ class Pipeline:
         windows = self._video_only()
         layout, frames = self._start(frames)
         counter = [0]
-        chunks = stream_windows(self._chunks(frames, layout, counter), self._encode_window, windows.encode_plan(),
-                                2, self.token_dim)
+        chunks = stream_windows(
+            self._chunks(frames, layout, counter), self._encode_window, windows.encode_plan(), 2, self.token_dim
+        )
         tokens = torch.cat(list(chunks), self.token_dim)
         return tokens[0].cpu(), layout, counter[0]
 

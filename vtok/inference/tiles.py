@@ -8,8 +8,8 @@ token of the tile whose centre is nearest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -35,7 +35,7 @@ def _axis_weights(starts: list[int], tile: int, overlap: int, size: int, blend: 
     inside = (coords[None] >= torch.tensor(starts)[:, None]) & (coords[None] < torch.tensor(starts)[:, None] + tile)
     distance = torch.where(inside, (coords[None] - centres[:, None]).abs(), torch.inf)
     owner = distance.argmin(0)
-    return [(owner[s:s + tile] == i).float() for i, s in enumerate(starts)]
+    return [(owner[s : s + tile] == i).float() for i, s in enumerate(starts)]
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Tiling:
     overlap: int
 
     @classmethod
-    def resolve(cls, sc: int, tile: tuple[int, int] | None, overlap: int | None) -> "Tiling | None":
+    def resolve(cls, sc: int, tile: tuple[int, int] | None, overlap: int | None) -> Tiling | None:
         """Validate `--tile H [W]` and `--tile_overlap` (default: a quarter of the smaller tile side)."""
         if tile is None:
             return None
@@ -60,14 +60,15 @@ class Tiling:
             raise ValueError(f"--tile_overlap must be a multiple of {sc} smaller than the tile, got {overlap}")
         return cls(height, width, overlap)
 
-    def scaled(self, factor: int, divide: bool = False) -> "Tiling":
+    def scaled(self, factor: int, divide: bool = False) -> Tiling:
         """The same tiling measured in latent units (divide) or back in pixels."""
         scale = (lambda v: v // factor) if divide else (lambda v: v * factor)
         return Tiling(scale(self.height), scale(self.width), scale(self.overlap))
 
 
-def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiling: Tiling | None, scale: float,
-              blend: str) -> torch.Tensor:
+def run_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiling: Tiling | None, scale: float, blend: str
+) -> torch.Tensor:
     """`fn(x)` computed tile by tile over the last two dims of `x`; `scale` is output size / input size."""
     height, width = x.shape[-2:]
     if tiling is None or (tiling.height >= height and tiling.width >= width):
@@ -82,7 +83,7 @@ def run_tiled(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tilin
     total = weights = None
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            y = fn(x[..., r:r + tile_h, c:c + tile_w])
+            y = fn(x[..., r : r + tile_h, c : c + tile_w])
             if total is None:
                 shape = (*y.shape[:-2], int(height * scale), int(width * scale))
                 total = torch.zeros(shape, dtype=y.dtype if blend == "nearest" else torch.float32, device=y.device)

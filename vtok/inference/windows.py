@@ -14,8 +14,8 @@ video no longer than one window is processed whole.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -41,21 +41,24 @@ class TemporalWindows:
     overlap: int
 
     @classmethod
-    def resolve(cls, tc: int, frames: int | None = None, overlap: int | None = None) -> "TemporalWindows":
+    def resolve(cls, tc: int, frames: int | None = None, overlap: int | None = None) -> TemporalWindows:
         """Validate user settings (defaults: 49 frames, 2*tc overlap, capped to fit), with messages that say
         which values would work."""
         frames = DEFAULT_WINDOW if frames is None else frames
         if frames < 1 + tc or (frames - 1) % tc:
             valid = ", ".join(str(1 + k * tc) for k in (1, 2, 3, 4, 6, 15))
-            raise ValueError(f"--temporal_window must be 1 + a multiple of {tc} and at least {1 + tc} "
-                             f"(e.g. {valid}), got {frames}")
+            raise ValueError(
+                f"--temporal_window must be 1 + a multiple of {tc} and at least {1 + tc} (e.g. {valid}), got {frames}"
+            )
         latents = (frames - 1) // tc
         max_overlap = (latents - 1) * tc
         if overlap is None:
             overlap = min(2 * tc, max_overlap)
         if overlap < 0 or overlap % tc or overlap > max_overlap:
-            raise ValueError(f"--temporal_overlap must be a multiple of {tc} between 0 and {max_overlap} for a "
-                             f"{frames}-frame window, got {overlap}")
+            raise ValueError(
+                f"--temporal_overlap must be a multiple of {tc} between 0 and {max_overlap} for a "
+                f"{frames}-frame window, got {overlap}"
+            )
         return cls(tc, frames, overlap)
 
     @property
@@ -73,8 +76,9 @@ class TemporalWindows:
         return WindowPlan(self.frames, step, step, "fade")
 
 
-def _merge(pending: torch.Tensor | None, pending_start: int, y: torch.Tensor, start: int, dim: int,
-           blend: str) -> torch.Tensor:
+def _merge(
+    pending: torch.Tensor | None, pending_start: int, y: torch.Tensor, start: int, dim: int, blend: str
+) -> torch.Tensor:
     """Add window output `y` (global position `start`) to the outputs not yet emitted."""
     if pending is None:
         return y
@@ -92,8 +96,13 @@ def _merge(pending: torch.Tensor | None, pending_start: int, y: torch.Tensor, st
     return torch.cat([pending, new], dim)
 
 
-def stream_windows(chunks: Iterable[torch.Tensor], fn: Callable[[torch.Tensor], torch.Tensor], plan: WindowPlan,
-                   in_dim: int, out_dim: int) -> Iterator[torch.Tensor]:
+def stream_windows(
+    chunks: Iterable[torch.Tensor],
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    plan: WindowPlan,
+    in_dim: int,
+    out_dim: int,
+) -> Iterator[torch.Tensor]:
     """Apply `fn` to overlapping windows of a stream of chunks (concatenated along `in_dim`), yielding the
     merged outputs along `out_dim` as soon as no later window can change them."""
     source = iter(chunks)

@@ -51,8 +51,11 @@ class TokenMeta:
 def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
     """Write tokens and metadata atomically."""
     with atomic_path(path) as tmp:
-        save_file({meta.tensor_name: tokens.detach().cpu().contiguous()}, str(tmp),
-                  metadata={"vtok": json.dumps(asdict(meta))})
+        save_file(
+            {meta.tensor_name: tokens.detach().cpu().contiguous()},
+            str(tmp),
+            metadata={"vtok": json.dumps(asdict(meta))},
+        )
     return Path(path)
 
 

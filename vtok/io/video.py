@@ -8,10 +8,10 @@ not grow with the video's length.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import av
 import numpy as np
@@ -81,8 +81,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         width, height = stream.codec_context.width, stream.codec_context.height
         if (rotation // 90) % 2:
             width, height = height, width
-        return VideoInfo(path, width, height, _fps(stream), stream.frames or None, stream.codec_context.name,
-                         rotation)
+        return VideoInfo(path, width, height, _fps(stream), stream.frames or None, stream.codec_context.name, rotation)
 
 
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
@@ -142,8 +141,10 @@ class VideoWriter:
             self._start(frames.shape[1], frames.shape[2])
         assert self._container is not None and self._stream is not None
         if (frames.shape[1], frames.shape[2]) != (self._stream.height, self._stream.width):
-            raise ValueError(f"{self.path}: frame size {frames.shape[1:3]} differs from the first frame's "
-                             f"{(self._stream.height, self._stream.width)}")
+            raise ValueError(
+                f"{self.path}: frame size {frames.shape[1:3]} differs from the first frame's "
+                f"{(self._stream.height, self._stream.width)}"
+            )
         for rgb in frames:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             self._container.mux(self._stream.encode(frame))
@@ -175,7 +176,7 @@ class VideoWriter:
             self._container = None
         self._tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:

@@ -104,15 +104,15 @@ def find_lpips_weights(folder: str | Path | None = None) -> tuple[Path, Path] | 
     vgg = next((Path(folder) / name for name in VGG_FILES if (Path(folder) / name).is_file()), None)
     lin = Path(folder) / LIN_FILE
     missing = ([f"a VGG16 file ({' or '.join(VGG_FILES)})"] if vgg is None else []) + (
-        [LIN_FILE] if not lin.is_file() else [])
+        [LIN_FILE] if not lin.is_file() else []
+    )
     if missing:
         raise ValueError(f"LPIPS weights folder {folder} lacks {' and '.join(missing)}")
     return vgg, lin
 
 
 @torch.no_grad()
-def lpips_per_frame(model: LPIPS, reference: torch.Tensor, test: torch.Tensor,
-                    chunk_frames: int = 4) -> torch.Tensor:
+def lpips_per_frame(model: LPIPS, reference: torch.Tensor, test: torch.Tensor, chunk_frames: int = 4) -> torch.Tensor:
     """uint8 RGB frames [T,H,W,3] -> float64 [T] on the frames' device, `chunk_frames` at a time.
 
     Frames become [-1,1] (x/127.5 - 1, as lpips' im2tensor) in the model's device and dtype.
@@ -123,7 +123,9 @@ def lpips_per_frame(model: LPIPS, reference: torch.Tensor, test: torch.Tensor,
     param = next(model.parameters())
     out = []
     for i in range(0, reference.shape[0], chunk_frames):
-        x, y = (f[i:i + chunk_frames].to(param.device).permute(0, 3, 1, 2).to(param.dtype) / 127.5 - 1
-                for f in (reference, test))
+        x, y = (
+            f[i : i + chunk_frames].to(param.device).permute(0, 3, 1, 2).to(param.dtype) / 127.5 - 1
+            for f in (reference, test)
+        )
         out.append(model(x, y).double().to(reference.device))
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=reference.device)

@@ -45,5 +45,5 @@ def ssim_per_frame(reference: torch.Tensor, test: torch.Tensor, data_range: floa
     if h < WIN_SIZE or w < WIN_SIZE:
         raise ValueError(f"SSIM needs frames of at least {WIN_SIZE}x{WIN_SIZE} pixels, got {h}x{w}")
     step = max(1, CHUNK_PIXELS // (h * w * c))
-    out = [_ssim_chunk(reference[i:i + step], test[i:i + step], data_range) for i in range(0, t, step)]
+    out = [_ssim_chunk(reference[i : i + step], test[i : i + step], data_range) for i in range(0, t, step)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64, device=reference.device)

@@ -4,6 +4,14 @@ from .config import MODEL_NAMES, NAMED_CONFIGS, TokenizerConfig, canonical_name,
 from .tokenizer import ContinuousTokenizer, DiscreteTokenizer, Tokenizer, TokenizerOutput, tokenizer_from_config
 
 __all__ = [
-    "MODEL_NAMES", "NAMED_CONFIGS", "TokenizerConfig", "canonical_name", "get_config",
-    "ContinuousTokenizer", "DiscreteTokenizer", "Tokenizer", "TokenizerOutput", "tokenizer_from_config",
+    "MODEL_NAMES",
+    "NAMED_CONFIGS",
+    "TokenizerConfig",
+    "canonical_name",
+    "get_config",
+    "ContinuousTokenizer",
+    "DiscreteTokenizer",
+    "Tokenizer",
+    "TokenizerOutput",
+    "tokenizer_from_config",
 ]

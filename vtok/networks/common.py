@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,9 @@ def run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def new_mid(block: Callable[..., nn.Module], attn: Callable[[int], nn.Module], channels: int,
-            dropout: float) -> nn.Module:
+def new_mid(
+    block: Callable[..., nn.Module], attn: Callable[[int], nn.Module], channels: int, dropout: float
+) -> nn.Module:
     """The bottleneck: `mid.block_1`, `mid.attn_1`, `mid.block_2`."""
     mid = nn.Module()
     mid.block_1 = block(channels, channels, dropout)
@@ -81,7 +83,10 @@ def build_down_levels(
 
 
 def build_up_levels(
-    cfg: TokenizerConfig, curr_res: int, block: Factory, attn: Factory,
+    cfg: TokenizerConfig,
+    curr_res: int,
+    block: Factory,
+    attn: Factory,
     upsample: Callable[[int, int], nn.Module | None],
 ) -> tuple[nn.ModuleList, int]:
     """Decoder levels, built from the deepest one and indexed so that `up[0]` runs last."""

@@ -9,8 +9,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 VIDEO_KINDS = ("CV", "DV")
 IMAGE_KINDS = ("CI", "DI")
@@ -113,7 +114,7 @@ class TokenizerConfig:
     def time_factor(self) -> int:
         return self.temporal_compression if self.is_video else 1
 
-    def replace(self, **overrides: Any) -> "TokenizerConfig":
+    def replace(self, **overrides: Any) -> TokenizerConfig:
         """A copy with some fields changed; unknown fields raise ValueError naming them."""
         check_fields(overrides)
         return dataclasses.replace(self, **overrides)
@@ -150,8 +151,14 @@ def _video(kind: str, tc: int, sc: int, ps: int, z: int) -> TokenizerConfig:
 
 def _image(kind: str, sc: int, z: int) -> TokenizerConfig:
     return TokenizerConfig(
-        name=kind, patch_size=2, spatial_compression=sc, temporal_compression=1, z_channels=z,
-        num_groups=32, encoder="Default", decoder="Default",
+        name=kind,
+        patch_size=2,
+        spatial_compression=sc,
+        temporal_compression=1,
+        z_channels=z,
+        num_groups=32,
+        encoder="Default",
+        decoder="Default",
     )
 
 

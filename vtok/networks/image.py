@@ -113,9 +113,12 @@ class Decoder(nn.Module):
         block_in = ch * mult[-1]
         self.conv_in = conv3x3(cfg.z_channels, block_in)
         self.mid = new_mid(ResnetBlock, AttnBlock, block_in, dropout)
-        curr_res = (cfg.resolution // cfg.patch_size) // 2 ** cfg.num_spatial_down
+        curr_res = (cfg.resolution // cfg.patch_size) // 2**cfg.num_spatial_down
         self.up, block_in = build_up_levels(
-            cfg, curr_res, ResnetBlock, AttnBlock,
+            cfg,
+            curr_res,
+            ResnetBlock,
+            AttnBlock,
             lambda i, c: Upsample(c) if i >= first_up else None,
         )
 

@@ -93,5 +93,3 @@ class UnPatcher(_HaarBuffers):
         for _ in range(self.rounds):
             x = haar_synthesis(x, (3, 2))
         return x
-
-

@@ -101,8 +101,9 @@ class Tokenizer(nn.Module):
     @property
     def memory_format(self) -> torch.memory_format:
         """torch.channels_last_3d when the video network's weights are stored so (then inputs are too)."""
-        return memory_format_of(self.encoder.conv_in[0].conv3d.weight) if self.config.is_video \
-            else torch.contiguous_format
+        return (
+            memory_format_of(self.encoder.conv_in[0].conv3d.weight) if self.config.is_video else torch.contiguous_format
+        )
 
     def _to_model(self, x: torch.Tensor) -> torch.Tensor:
         """x on the model's device, dtype and memory format."""
@@ -140,8 +141,11 @@ class Tokenizer(nn.Module):
         if shape[-2] % sc or shape[-1] % sc:
             problems.append(f"H and W must be multiples of {sc}, got H={shape[-2]}, W={shape[-1]}")
         if problems:
-            raise ValueError(f"{self.name} cannot encode input of shape {list(shape)}: " + "; ".join(problems)
-                             + ". Pad the input to a valid size first (vtok pads and crops back in its CLI).")
+            raise ValueError(
+                f"{self.name} cannot encode input of shape {list(shape)}: "
+                + "; ".join(problems)
+                + ". Pad the input to a valid size first (vtok pads and crops back in its CLI)."
+            )
 
     def _check_latent(self, z: torch.Tensor) -> None:
         rank = 5 if self.config.is_video else 4
@@ -153,8 +157,10 @@ class Tokenizer(nn.Module):
 
     def _require(self, part: str) -> None:
         if part not in self.loaded_parts:
-            raise RuntimeError(f"this {self.name} tokenizer was loaded without {part} weights "
-                               f"(only {', '.join(sorted(self.loaded_parts))}); load a checkpoint that has them")
+            raise RuntimeError(
+                f"this {self.name} tokenizer was loaded without {part} weights "
+                f"(only {', '.join(sorted(self.loaded_parts))}); load a checkpoint that has them"
+            )
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         self._require("encoder")
@@ -210,11 +216,13 @@ class DiscreteTokenizer(Tokenizer):
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
         rank = 4 if self.config.is_video else 3
         if indices.ndim != rank or indices.is_floating_point():
-            raise ValueError(f"{self.name} decodes integer indices of rank {rank}, got {indices.dtype} "
-                             f"{list(indices.shape)}")
+            raise ValueError(
+                f"{self.name} decodes integer indices of rank {rank}, got {indices.dtype} {list(indices.shape)}"
+            )
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.codebook_size):
-            raise ValueError(f"token indices must lie in [0, {self.codebook_size}), got "
-                             f"[{int(indices.min())}, {int(indices.max())}]")
+            raise ValueError(
+                f"token indices must lie in [0, {self.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]"
+            )
         return self.decode(self.quantizer.indices_to_codes(indices.to(self.device)))
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:

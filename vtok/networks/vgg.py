@@ -55,17 +55,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def check_state_dict(path: str | Path, state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor],
-                     what: str) -> None:
+def check_state_dict(
+    path: str | Path, state: dict[str, torch.Tensor], reference: dict[str, torch.Tensor], what: str
+) -> None:
     """Raise ValueError naming the file unless `state` has exactly the keys and shapes of `reference`."""
     expected = {k: tuple(v.shape) for k, v in reference.items()}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} != {expected[k]}" for k in sorted(set(expected) & set(state))
-             if tuple(state[k].shape) != expected[k]]
-    problems = [f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
-                for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-                if items]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {expected[k]}"
+        for k in sorted(set(expected) & set(state))
+        if tuple(state[k].shape) != expected[k]
+    ]
+    problems = [
+        f"{label}: {', '.join(items[:5])}{' ...' if len(items) > 5 else ''}"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+        if items
+    ]
     if problems:
         raise ValueError(f"{path} does not fit {what}: {'; '.join(problems)}")
 

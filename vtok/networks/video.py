@@ -29,10 +29,16 @@ class EncoderFactorized(nn.Module):
         self.conv_in = factorized_conv(cfg.in_channels * cfg.patch_size**3, ch)
 
         self.down, block_in = build_down_levels(
-            cfg, CausalResnetBlockFactorized3d, attention_pair,
-            lambda i, c: CausalHybridDownsample3d(
-                c, spatial_down=i < cfg.num_spatial_down, temporal_down=i < cfg.num_temporal_down
-            ) if i != len(mult) - 1 else None,
+            cfg,
+            CausalResnetBlockFactorized3d,
+            attention_pair,
+            lambda i, c: (
+                CausalHybridDownsample3d(
+                    c, spatial_down=i < cfg.num_spatial_down, temporal_down=i < cfg.num_temporal_down
+                )
+                if i != len(mult) - 1
+                else None
+            ),
         )
         self.mid = new_mid(CausalResnetBlockFactorized3d, attention_pair, block_in, dropout)
         self.norm_out = CausalNormalize(block_in)

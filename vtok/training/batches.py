@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -38,8 +38,10 @@ class TrainingBatches:
 
     def __init__(self, loader: DataLoader, start: int = 0, keep: int = 1) -> None:
         if len(loader) == 0:
-            raise ValueError("the training split has fewer clips than one batch per rank: add videos, or lower "
-                             "dataloader_train.batch_size")
+            raise ValueError(
+                "the training split has fewer clips than one batch per rank: add videos, or lower "
+                "dataloader_train.batch_size"
+            )
         self._recent: deque[list[str]] = deque(maxlen=max(1, keep))
         self._batches = self._iterate(loader, start)
 

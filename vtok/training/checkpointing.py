@@ -19,9 +19,10 @@ import errno
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,8 +45,11 @@ class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed; the files written before it are untouched."""
 
 
-STORAGE_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-                  errno.EFBIG: "the file size limit was reached"}
+STORAGE_ERRNOS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file size limit was reached",
+}
 
 
 def describe_save_error(error: BaseException) -> str:
@@ -91,12 +95,24 @@ def cpu_copy(obj: Any) -> Any:
     return obj
 
 
-def checkpoint_payload(network_state: dict[str, torch.Tensor], ema_entries: dict[str, torch.Tensor], optimizer: dict,
-                       scheduler: dict, iteration: int, vtok_meta: dict[str, Any]) -> dict[str, Any]:
+def checkpoint_payload(
+    network_state: dict[str, torch.Tensor],
+    ema_entries: dict[str, torch.Tensor],
+    optimizer: dict,
+    scheduler: dict,
+    iteration: int,
+    vtok_meta: dict[str, Any],
+) -> dict[str, Any]:
     """NVIDIA's `iter_N.pt` dict from bare network keys, `ema.network-*` entries and optimizer/scheduler states."""
     model = {**training_state_dict(network_state), **ema_entries}
-    return {"model": model, "optimizer": optimizer, "scheduler": scheduler, "grad_scaler": {},
-            "iteration": iteration, "vtok": vtok_meta}
+    return {
+        "model": model,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "grad_scaler": {},
+        "iteration": iteration,
+        "vtok": vtok_meta,
+    }
 
 
 @dataclass
@@ -128,8 +144,12 @@ class Checkpointer:
     def save(self, iteration: int, payload: dict[str, Any], ema_network_state: dict[str, torch.Tensor] | None) -> None:
         """Write `payload` (CPU tensors) and, from `ema_network_state` (bare keys, CPU), the jits, in the background."""
         self.join()
-        self._thread = threading.Thread(target=self._write, args=(iteration, payload, ema_network_state),
-                                        name=f"vtok-save-{iteration}", daemon=False)
+        self._thread = threading.Thread(
+            target=self._write,
+            args=(iteration, payload, ema_network_state),
+            name=f"vtok-save-{iteration}",
+            daemon=False,
+        )
         self._thread.start()
 
     def join(self) -> None:
@@ -140,12 +160,18 @@ class Checkpointer:
         if self._error is not None:
             (iteration, error), self._error = self._error, None
             latest = self.folder / LATEST_FILE
-            kept = (f"the last complete checkpoint, {latest.read_text().strip()}, is intact" if latest.is_file()
-                    else "no earlier checkpoint exists")
-            raise CheckpointSaveError(f"saving {self.folder / checkpoint_name(iteration)} failed: "
-                                      f"{describe_save_error(error)}; {kept}") from error
+            kept = (
+                f"the last complete checkpoint, {latest.read_text().strip()}, is intact"
+                if latest.is_file()
+                else "no earlier checkpoint exists"
+            )
+            raise CheckpointSaveError(
+                f"saving {self.folder / checkpoint_name(iteration)} failed: {describe_save_error(error)}; {kept}"
+            ) from error
 
-    def _write(self, iteration: int, payload: dict[str, Any], ema_network_state: dict[str, torch.Tensor] | None) -> None:
+    def _write(
+        self, iteration: int, payload: dict[str, Any], ema_network_state: dict[str, torch.Tensor] | None
+    ) -> None:
         try:
             path = self.folder / checkpoint_name(iteration)
             with atomic_path(path) as tmp:
@@ -163,8 +189,14 @@ class Checkpointer:
         network = self.jit.network
         own = network.state_dict()
         network.load_state_dict({k: state.get(k, v) for k, v in own.items()}, strict=True)
-        written = export_jit(network, self.folder, names=jit_names(iteration), example_shape=self.jit.example_shape,
-                             dtype=self.jit.dtype, device="cpu")
+        written = export_jit(
+            network,
+            self.folder,
+            names=jit_names(iteration),
+            example_shape=self.jit.example_shape,
+            dtype=self.jit.dtype,
+            device="cpu",
+        )
         log.info("exported %s from the EMA weights", ", ".join(p.name for p in written.values()))
 
     def _prune(self) -> None:
@@ -192,8 +224,11 @@ def read_training_file(path: Path) -> dict[str, Any]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # NVIDIA's files may pickle scheduler objects
-        log.warning("%s: not loadable with weights_only=True (%s); loading it with full unpickling",
-                    path, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        log.warning(
+            "%s: not loadable with weights_only=True (%s); loading it with full unpickling",
+            path,
+            str(err).splitlines()[0] if str(err) else type(err).__name__,
+        )
         obj = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a checkpoint dict, found {type(obj).__name__}")
@@ -204,8 +239,10 @@ def existing_load_path(config: CheckpointConfig) -> Path:
     """`checkpoint.load_path` as a path; FileNotFoundError, saying what to do, when nothing is there."""
     path = Path(config.load_path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"checkpoint.load_path={config.load_path}: no such file or folder (download it with "
-                                "`vtok download-checkpoints`, or set checkpoint.load_path=null to start from scratch)")
+        raise FileNotFoundError(
+            f"checkpoint.load_path={config.load_path}: no such file or folder (download it with "
+            "`vtok download-checkpoints`, or set checkpoint.load_path=null to start from scratch)"
+        )
     return path
 
 
@@ -221,8 +258,9 @@ def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: st
     if latest.is_file():
         path = checkpoint_dir / latest.read_text().strip()
         if not path.is_file():
-            raise FileNotFoundError(f"{latest} names {path.name}, which does not exist; delete {latest} to start "
-                                    "over, or put the file back")
+            raise FileNotFoundError(
+                f"{latest} names {path.name}, which does not exist; delete {latest} to start over, or put the file back"
+            )
         return Source("resume", path, read_training_file(path))
     if config.load_path is None:
         return Source("scratch")
@@ -241,17 +279,26 @@ def load_weights(network: nn.Module, state: dict[str, torch.Tensor], strict: boo
     own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k)}
     missing = [k for k in own if k not in state]
     if strict and missing:
-        raise KeyError(f"{source} lacks {len(missing)} of the network's weights (first: {', '.join(missing[:3])}); "
-                       "set checkpoint.strict_resume=false to load it anyway")
-    bad = [f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}" for k, v in own.items()
-           if k in state and tuple(state[k].shape) != tuple(v.shape)]
+        raise KeyError(
+            f"{source} lacks {len(missing)} of the network's weights (first: {', '.join(missing[:3])}); "
+            "set checkpoint.strict_resume=false to load it anyway"
+        )
+    bad = [
+        f"{k}: file {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if bad:
         raise ValueError(f"{source} does not fit the configured network: {'; '.join(bad[:4])}")
     network.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
     ignored = [k for k in state if k not in own and not is_constant_buffer(k)]
-    log.info("weights: %d tensors from %s%s%s", len(own) - len(missing), source,
-             f", {len(missing)} missing (kept at init)" if missing else "",
-             f", {len(ignored)} unknown ignored" if ignored else "")
+    log.info(
+        "weights: %d tensors from %s%s%s",
+        len(own) - len(missing),
+        source,
+        f", {len(missing)} missing (kept at init)" if missing else "",
+        f", {len(ignored)} unknown ignored" if ignored else "",
+    )
 
 
 def load_network_and_ema(source: Source, network: nn.Module, ema: EMA | None, strict: bool) -> None:
@@ -266,16 +313,23 @@ def load_network_and_ema(source: Source, network: nn.Module, ema: EMA | None, st
     ema.copy_from(network)
     if has_ema(entry):
         missing = ema.load_network_state(network_state_dict(entry, ema=True))
-        log.info("EMA: from %s%s", source.path, f" ({len(missing)} weights missing, from the network)" if missing else "")
+        log.info(
+            "EMA: from %s%s", source.path, f" ({len(missing)} weights missing, from the network)" if missing else ""
+        )
     else:
         log.info("EMA: %s has none; starting it from the loaded weights", source.path)
     if source.kind == "resume":
         ema.updates = int(source.payload.get("vtok", {}).get("ema_updates", 0))
 
 
-def load_training_state(source: Source, config: CheckpointConfig, optim_config: OptimizerConfig,
-                        optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
-                        load_optimizer: Callable[[dict[str, Any]], None] | None = None) -> int:
+def load_training_state(
+    source: Source,
+    config: CheckpointConfig,
+    optim_config: OptimizerConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Optimizer, scheduler and iteration as spec 2.3 says; returns the iteration to continue from.
 
     `load_optimizer` loads a torch-layout optimizer state (default: `optimizer.load_state_dict`)."""
@@ -285,15 +339,22 @@ def load_training_state(source: Source, config: CheckpointConfig, optim_config: 
         log.warning("%s holds weights only: optimizer, schedule and iteration start from the config", source.path)
         wanted = scheduler_only = False
     if not (wanted or scheduler_only):
-        log.info("optimizer, schedule and iteration: from the config, iteration 0: %s",
-                 describe_hparams(optimizer, scheduler))
+        log.info(
+            "optimizer, schedule and iteration: from the config, iteration 0: %s",
+            describe_hparams(optimizer, scheduler),
+        )
         return 0
     payload = source.payload
-    missing = [k for k in (("scheduler", "iteration") if scheduler_only else ("optimizer", "scheduler", "iteration"))
-               if k not in payload]
+    missing = [
+        k
+        for k in (("scheduler", "iteration") if scheduler_only else ("optimizer", "scheduler", "iteration"))
+        if k not in payload
+    ]
     if missing:
-        raise KeyError(f"{source.path} has no {', '.join(missing)} (top-level keys: {', '.join(map(str, payload))}); "
-                       "set checkpoint.load_training_state=false to load its weights only")
+        raise KeyError(
+            f"{source.path} has no {', '.join(missing)} (top-level keys: {', '.join(map(str, payload))}); "
+            "set checkpoint.load_training_state=false to load its weights only"
+        )
     iteration = int(payload["iteration"])
     if not scheduler_only:
         (load_optimizer or optimizer.load_state_dict)(adapt_optimizer_state(payload["optimizer"]))
@@ -301,12 +362,22 @@ def load_training_state(source: Source, config: CheckpointConfig, optim_config: 
     scheduler.last_epoch = iteration
     what = "schedule and iteration" if scheduler_only else "optimizer state, schedule and iteration"
     if config.load_optimizer_hparams and not scheduler_only:
-        log.info("%s: from %s (iteration %d); lr/betas/eps/weight decay from the file: %s", what, source.path,
-                 iteration, describe_hparams(optimizer, scheduler))
+        log.info(
+            "%s: from %s (iteration %d); lr/betas/eps/weight decay from the file: %s",
+            what,
+            source.path,
+            iteration,
+            describe_hparams(optimizer, scheduler),
+        )
     else:
         apply_config_hparams(optimizer, scheduler, optim_config, iteration)
-        log.info("%s: from %s (iteration %d); lr/betas/eps/weight decay from the config: %s", what, source.path,
-                 iteration, describe_hparams(optimizer, scheduler))
+        log.info(
+            "%s: from %s (iteration %d); lr/betas/eps/weight decay from the config: %s",
+            what,
+            source.path,
+            iteration,
+            describe_hparams(optimizer, scheduler),
+        )
     return iteration
 
 

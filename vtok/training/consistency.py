@@ -26,21 +26,33 @@ def check_windows(frames: int, num_frames: int, step: int, temporal_compression:
     """ValueError naming the setting when the windows cannot overlap on the latent grid."""
     key = "loss.video_consistency"
     if (num_frames - 1) % temporal_compression:
-        raise ValueError(f"{key}.num_frames={num_frames}: must be 1 + a multiple of {temporal_compression} "
-                         f"(the network's temporal compression)")
+        raise ValueError(
+            f"{key}.num_frames={num_frames}: must be 1 + a multiple of {temporal_compression} "
+            f"(the network's temporal compression)"
+        )
     if step < 1 or step % temporal_compression or step >= num_frames:
-        raise ValueError(f"{key}.step={step}: must be a positive multiple of {temporal_compression} below "
-                         f"num_frames={num_frames}, so neighbouring windows share frames on the latent grid")
+        raise ValueError(
+            f"{key}.step={step}: must be a positive multiple of {temporal_compression} below "
+            f"num_frames={num_frames}, so neighbouring windows share frames on the latent grid"
+        )
     if window_count(frames, num_frames, step) < 2:
-        raise ValueError(f"{key}: clips of {frames} frames hold fewer than two windows of num_frames={num_frames} "
-                         f"every step={step}; lower num_frames or step, or train on longer clips")
+        raise ValueError(
+            f"{key}: clips of {frames} frames hold fewer than two windows of num_frames={num_frames} "
+            f"every step={step}; lower num_frames or step, or train on longer clips"
+        )
 
 
 class VideoConsistencyLoss(nn.Module):
     """weight(it) * (L1 of shared reconstructed frames + latent_weight * L1 of shared latent frames)."""
 
-    def __init__(self, schedule: WeightSchedule, num_frames: int, step: int, temporal_compression: int,
-                 latent_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        schedule: WeightSchedule,
+        num_frames: int,
+        step: int,
+        temporal_compression: int,
+        latent_weight: float = 1.0,
+    ) -> None:
         super().__init__()
         self.schedule = schedule
         self.num_frames, self.step = num_frames, step
@@ -54,8 +66,9 @@ class VideoConsistencyLoss(nn.Module):
         windows = x.unfold(2, self.num_frames, self.step)  # [B,C,W,H,W',F]
         return windows.permute(0, 2, 1, 5, 3, 4).reshape(-1, c, self.num_frames, h, w)
 
-    def forward(self, reconstructions: torch.Tensor, latent: torch.Tensor | None, clips: int,
-                iteration: int) -> torch.Tensor:
+    def forward(
+        self, reconstructions: torch.Tensor, latent: torch.Tensor | None, clips: int, iteration: int
+    ) -> torch.Tensor:
         """`reconstructions` [B*W,C,F,H,W] and the float `latent` [B*W,c,f,h,w] (None: discrete) of `clips` clips."""
         shift = self.step
         windows = reconstructions.unflatten(0, (clips, -1))
@@ -64,6 +77,6 @@ class VideoConsistencyLoss(nn.Module):
         if latent is not None and latent.is_floating_point() and self.latent_weight and latent.shape[2] > 1 + lat_shift:
             z = latent.unflatten(0, (clips, -1))
             tail = z.shape[3] - lat_shift
-            shared = (z[:, :-1, :, 1 + lat_shift:] - z[:, 1:, :, 1:tail]).abs().mean(dtype=torch.float32)
+            shared = (z[:, :-1, :, 1 + lat_shift :] - z[:, 1:, :, 1:tail]).abs().mean(dtype=torch.float32)
             loss = loss + self.latent_weight * shared
         return self.schedule(iteration) * loss

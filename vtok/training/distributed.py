@@ -58,9 +58,14 @@ def init_distributed(config: TrainerConfig) -> DistInfo:
     if "MASTER_ADDR" in os.environ and "RANK" in os.environ and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         timeout = timedelta(seconds=config.collective_timeout_s)
-        dist.init_process_group(backend, store=attempt_store(rank, world_size, timeout), rank=rank,
-                                world_size=world_size, timeout=timeout,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            backend,
+            store=attempt_store(rank, world_size, timeout),
+            rank=rank,
+            world_size=world_size,
+            timeout=timeout,
+            device_id=device if device.type == "cuda" else None,
+        )
     return DistInfo(rank, world_size, local_rank, device)
 
 
@@ -71,20 +76,33 @@ def attempt_store(rank: int, world_size: int, timeout: timedelta) -> dist.Store:
     keys; without a per-attempt prefix a new rank can read the address of a dead peer and fail to connect
     (gloo: "Connection refused")."""
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == str(True)
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world_size,
-                          is_master=rank == 0 and not agent_store, timeout=timeout)
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world_size,
+        is_master=rank == 0 and not agent_store,
+        timeout=timeout,
+    )
     return dist.PrefixStore(f"vtok/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
-PEER_FAILURE_MARKERS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "timed out",
-                        "Timed out", "NCCL", "gloo")
+PEER_FAILURE_MARKERS = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "timed out",
+    "Timed out",
+    "NCCL",
+    "gloo",
+)
 
 
 def is_peer_failure(error: BaseException) -> bool:
     """True for an error of a collective: another rank died (gloo's closed connection, NCCL's errors) or a
     collective outlived the process-group timeout. DDP's reducer raises these as plain RuntimeErrors."""
     return isinstance(error, dist.DistError) or (
-        isinstance(error, RuntimeError) and any(marker in str(error) for marker in PEER_FAILURE_MARKERS))
+        isinstance(error, RuntimeError) and any(marker in str(error) for marker in PEER_FAILURE_MARKERS)
+    )
 
 
 def close_distributed() -> None:

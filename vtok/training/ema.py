@@ -9,8 +9,8 @@ validation and export) and restores the trained ones afterwards, as NVIDIA's `em
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -54,8 +54,9 @@ class EMA:
     @staticmethod
     def key_layout(shadow: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Bare parameter names -> NVIDIA's `ema.network-*` keys."""
-        return {EMA_PREFIX + name.replace(".", "-"): value for name, value in shadow.items()
-                if not is_constant_buffer(name)}
+        return {
+            EMA_PREFIX + name.replace(".", "-"): value for name, value in shadow.items() if not is_constant_buffer(name)
+        }
 
     @torch.no_grad()
     def load_network_state(self, state: Mapping[str, torch.Tensor]) -> list[str]:

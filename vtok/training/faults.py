@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -87,9 +87,11 @@ class NonFiniteGuard:
         if self.in_row < self.limit:
             return
         files = list(files)
-        named = ", ".join(files[:MAX_NAMED_FILES]) + (f" (+{len(files) - MAX_NAMED_FILES} more)"
-                                                      if len(files) > MAX_NAMED_FILES else "")
+        named = ", ".join(files[:MAX_NAMED_FILES]) + (
+            f" (+{len(files) - MAX_NAMED_FILES} more)" if len(files) > MAX_NAMED_FILES else ""
+        )
         raise NonFiniteStepsError(
             f"iteration {iteration}: {self.in_row} steps in a row had a non-finite loss or gradient (limit "
             f"trainer.max_nonfinite_steps={self.limit}); last batch: {named or 'unknown clips'}; last complete "
-            f"checkpoint: {last_complete_checkpoint(checkpoint_dir)} (lower optimizer.lr, or check those clips)")
+            f"checkpoint: {last_complete_checkpoint(checkpoint_dir)} (lower optimizer.lr, or check those clips)"
+        )

@@ -34,9 +34,11 @@ def find_flow_network(path: str | None) -> Path:
     if candidate and Path(candidate).is_file():
         return Path(candidate)
     where = f"{candidate!r} does not exist" if candidate else f"loss.flow.network is not set and ${FLOW_ENV} is empty"
-    raise FileNotFoundError(f"the flow loss needs a TorchScript flow network ({where}); export torchvision's RAFT "
-                            f"with `torch.jit.script(raft_large(weights='DEFAULT')).save('raft_large.jit')` and set "
-                            f"loss.flow.network=raft_large.jit, or set loss.flow.enabled=false")
+    raise FileNotFoundError(
+        f"the flow loss needs a TorchScript flow network ({where}); export torchvision's RAFT "
+        f"with `torch.jit.script(raft_large(weights='DEFAULT')).save('raft_large.jit')` and set "
+        f"loss.flow.network=raft_large.jit, or set loss.flow.enabled=false"
+    )
 
 
 def load_flow_network(path: str | Path, device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
@@ -50,8 +52,14 @@ def load_flow_network(path: str | Path, device: torch.device | str = "cpu") -> t
 class FlowLoss(nn.Module):
     """weight(it) * mean |flow(x) - flow(x_hat)| over both time directions, at 1/scale resolution."""
 
-    def __init__(self, network: nn.Module, schedule: WeightSchedule, scale: int = 2,
-                 dtype: torch.dtype = torch.float32, checkpoint_activations: bool = False) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        schedule: WeightSchedule,
+        scale: int = 2,
+        dtype: torch.dtype = torch.float32,
+        checkpoint_activations: bool = False,
+    ) -> None:
         super().__init__()
         self.network = network
         self.schedule = schedule
@@ -64,8 +72,10 @@ class FlowLoss(nn.Module):
         b, c, t, h, w = video.shape
         small_h, small_w = h // self.scale, w // self.scale
         if small_h % FLOW_MULTIPLE or small_w % FLOW_MULTIPLE:
-            raise ValueError(f"loss.flow: {h}x{w} frames downscaled by scale={self.scale} give {small_h}x{small_w}; "
-                             f"the flow network needs multiples of {FLOW_MULTIPLE}: change the crop or loss.flow.scale")
+            raise ValueError(
+                f"loss.flow: {h}x{w} frames downscaled by scale={self.scale} give {small_h}x{small_w}; "
+                f"the flow network needs multiples of {FLOW_MULTIPLE}: change the crop or loss.flow.scale"
+            )
         frames = video.transpose(1, 2).reshape(b * t, c, h, w)
         if self.scale != 1:
             frames = F.interpolate(frames, size=(small_h, small_w), mode="bilinear", align_corners=False)

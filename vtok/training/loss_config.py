@@ -54,15 +54,19 @@ class PerceptualConfig:
     def validate(self) -> None:
         """ValueError naming the first setting that cannot work."""
         if len(self.layer_weights) != len(LAYER_WEIGHTS):
-            raise ValueError(f"loss.perceptual.layer_weights needs {len(LAYER_WEIGHTS)} weights (relu1_2 .. "
-                             f"relu5_3), got {len(self.layer_weights)}")
+            raise ValueError(
+                f"loss.perceptual.layer_weights needs {len(LAYER_WEIGHTS)} weights (relu1_2 .. "
+                f"relu5_3), got {len(self.layer_weights)}"
+            )
         if self.dtype not in VGG_DTYPES:
             raise ValueError(f"loss.perceptual.dtype must be one of {', '.join(VGG_DTYPES)}, got {self.dtype!r}")
         if self.chunk_frames < 0:
             raise ValueError(f"loss.perceptual.chunk_frames must be 0 (all frames) or more, got {self.chunk_frames}")
         if self.corr_enabled:
-            raise ValueError("loss.perceptual.corr_enabled=true is not supported: NVIDIA's loss never computes "
-                             "the correlation term either; set loss.perceptual.corr_enabled=false")
+            raise ValueError(
+                "loss.perceptual.corr_enabled=true is not supported: NVIDIA's loss never computes "
+                "the correlation term either; set loss.perceptual.corr_enabled=false"
+            )
         for name in ("lpips", "gram", "corr"):
             WeightSchedule(getattr(self, f"{name}_boundaries"), getattr(self, f"{name}_values"))
 
@@ -128,8 +132,9 @@ class VideoConsistencyConfig:
 
     def validate(self) -> None:
         if self.num_frames < 2 or self.step < 1:
-            raise ValueError(f"loss.video_consistency needs num_frames >= 2 and step >= 1, got {self.num_frames} "
-                             f"and {self.step}")
+            raise ValueError(
+                f"loss.video_consistency needs num_frames >= 2 and step >= 1, got {self.num_frames} and {self.step}"
+            )
         WeightSchedule(self.boundaries, self.values)
 
 
@@ -147,7 +152,8 @@ class LossConfig:
     def validate(self) -> None:
         """ValueError naming the first setting that cannot work."""
         if self.reduce.upper() != "MEAN":
-            raise ValueError(f"loss.reduce must be MEAN (the reference's default; SUM modes are not "
-                             f"supported), got {self.reduce!r}")
+            raise ValueError(
+                f"loss.reduce must be MEAN (the reference's default; SUM modes are not supported), got {self.reduce!r}"
+            )
         for term in (self.color, self.perceptual, self.kl, self.flow, self.video_consistency):
             term.validate()

@@ -40,8 +40,9 @@ class ColorLoss(nn.Module):
         super().__init__()
         self.schedule = schedule or WeightSchedule.constant(1.0)
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, iteration: int,
-                loss_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, x_hat: torch.Tensor, iteration: int, loss_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if x.shape != x_hat.shape:
             raise ValueError(f"color loss: input {list(x.shape)} and reconstruction {list(x_hat.shape)} differ")
         diff = (x.detach() - x_hat).abs()
@@ -75,9 +76,14 @@ class TokenizerLoss(nn.Module):
     """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency": scalar},
     total)."""
 
-    def __init__(self, color: ColorLoss | None = None, perceptual: PerceptualLoss | None = None,
-                 kl: KLLoss | None = None, flow: FlowLoss | None = None,
-                 consistency: VideoConsistencyLoss | None = None) -> None:
+    def __init__(
+        self,
+        color: ColorLoss | None = None,
+        perceptual: PerceptualLoss | None = None,
+        kl: KLLoss | None = None,
+        flow: FlowLoss | None = None,
+        consistency: VideoConsistencyLoss | None = None,
+    ) -> None:
         super().__init__()
         self.color = color if color is not None else ColorLoss()
         self.perceptual = perceptual
@@ -88,16 +94,28 @@ class TokenizerLoss(nn.Module):
     @property
     def terms(self) -> list[str]:
         """Names of the terms this loss computes (KL only applies to VAE outputs)."""
-        return ["color"] + [name for name, module in (("lpips", self.perceptual), ("flow", self.flow),
-                                                      ("kl", self.kl), ("video_consistency", self.consistency))
-                            if module is not None]
+        return ["color"] + [
+            name
+            for name, module in (
+                ("lpips", self.perceptual),
+                ("flow", self.flow),
+                ("kl", self.kl),
+                ("video_consistency", self.consistency),
+            )
+            if module is not None
+        ]
 
     def network_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the network sees: the clip, or its overlapping windows when the consistency term is on."""
         return self.consistency.unfold(x) if self.consistency is not None else x
 
-    def forward(self, x: torch.Tensor, output: TokenizerOutput | torch.Tensor, iteration: int,
-                loss_mask: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        output: TokenizerOutput | torch.Tensor,
+        iteration: int,
+        loss_mask: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """`x` is the clip before `network_input`; `output` the network's TokenizerOutput, or just the
         reconstruction (then no KL or latent consistency term)."""
         x_hat = output.reconstructions if isinstance(output, TokenizerOutput) else output
@@ -128,13 +146,21 @@ def build_perceptual(config: LossConfig, on_missing_weights: Literal["warn", "er
     path = find_vgg16_weights(settings.vgg_weights)
     if path is None:
         if on_missing_weights == "error":
-            raise FileNotFoundError(f"the perceptual loss needs VGG16 weights: {missing_weights_hint()}; or train "
-                                    f"without it: loss.perceptual.enabled=false")
+            raise FileNotFoundError(
+                f"the perceptual loss needs VGG16 weights: {missing_weights_hint()}; or train "
+                f"without it: loss.perceptual.enabled=false"
+            )
         log.warning("perceptual loss OFF: %s", missing_weights_hint())
         return None
-    return PerceptualLoss(load_vgg16_features(path), settings.lpips_schedule(), settings.layer_weights,
-                          settings.gram_schedule(), settings.checkpoint_activations, settings.chunk_frames,
-                          getattr(torch, settings.dtype))
+    return PerceptualLoss(
+        load_vgg16_features(path),
+        settings.lpips_schedule(),
+        settings.layer_weights,
+        settings.gram_schedule(),
+        settings.checkpoint_activations,
+        settings.chunk_frames,
+        getattr(torch, settings.dtype),
+    )
 
 
 def build_flow(config: LossConfig, device: torch.device | str) -> FlowLoss | None:
@@ -143,20 +169,34 @@ def build_flow(config: LossConfig, device: torch.device | str) -> FlowLoss | Non
     if not settings.needed:
         return None
     network = load_flow_network(find_flow_network(settings.network), device)
-    return FlowLoss(network, WeightSchedule(settings.boundaries, settings.values), settings.scale,
-                    getattr(torch, settings.dtype), settings.checkpoint_activations)
+    return FlowLoss(
+        network,
+        WeightSchedule(settings.boundaries, settings.values),
+        settings.scale,
+        getattr(torch, settings.dtype),
+        settings.checkpoint_activations,
+    )
 
 
 def build_consistency(config: LossConfig, temporal_compression: int) -> VideoConsistencyLoss | None:
     settings = config.video_consistency
     if not settings.enabled:
         return None
-    return VideoConsistencyLoss(WeightSchedule(settings.boundaries, settings.values), settings.num_frames,
-                                settings.step, temporal_compression, settings.latent_weight)
+    return VideoConsistencyLoss(
+        WeightSchedule(settings.boundaries, settings.values),
+        settings.num_frames,
+        settings.step,
+        temporal_compression,
+        settings.latent_weight,
+    )
 
 
-def build_losses(config: LossConfig | None = None, on_missing_weights: Literal["warn", "error"] = "warn",
-                 temporal_compression: int = 8, device: torch.device | str = "cpu") -> TokenizerLoss:
+def build_losses(
+    config: LossConfig | None = None,
+    on_missing_weights: Literal["warn", "error"] = "warn",
+    temporal_compression: int = 8,
+    device: torch.device | str = "cpu",
+) -> TokenizerLoss:
     """TokenizerLoss from a validated config (ValueError on a setting vtok cannot honour).
 
     Missing VGG16 weights: "warn" logs one warning line (logger `vtok.training.losses`) and leaves the
@@ -167,7 +207,10 @@ def build_losses(config: LossConfig | None = None, on_missing_weights: Literal["
     if on_missing_weights not in ("warn", "error"):
         raise ValueError(f"on_missing_weights must be 'warn' or 'error', got {on_missing_weights!r}")
     config.validate()
-    return TokenizerLoss(ColorLoss(WeightSchedule(config.color.boundaries, config.color.values)),
-                         build_perceptual(config, on_missing_weights),
-                         KLLoss(WeightSchedule(config.kl.boundaries, config.kl.values)),
-                         build_flow(config, device), build_consistency(config, temporal_compression))
+    return TokenizerLoss(
+        ColorLoss(WeightSchedule(config.color.boundaries, config.color.values)),
+        build_perceptual(config, on_missing_weights),
+        KLLoss(WeightSchedule(config.kl.boundaries, config.kl.values)),
+        build_flow(config, device),
+        build_consistency(config, temporal_compression),
+    )

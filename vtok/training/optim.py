@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -19,13 +20,20 @@ from ..config.schema import OptimizerConfig, SchedulerConfig
 HPARAMS = ("lr", "betas", "eps", "weight_decay")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimizerConfig,
-                    device: torch.device) -> torch.optim.AdamW:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], config: OptimizerConfig, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW with decoupled weight decay; fused (one kernel for all parameters) on CUDA and CPU unless
     `optimizer.fused` says otherwise: on a 2-core CPU the per-parameter loop took 20x longer for a small model."""
     fused = config.fused if config.fused is not None else device.type in ("cuda", "cpu")
-    return torch.optim.AdamW(list(params), lr=config.lr, betas=tuple(config.betas), eps=config.eps,
-                             weight_decay=config.weight_decay, fused=fused or None)
+    return torch.optim.AdamW(
+        list(params),
+        lr=config.lr,
+        betas=tuple(config.betas),
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        fused=fused or None,
+    )
 
 
 @torch.no_grad()
@@ -100,18 +108,26 @@ def adapt_scheduler_state(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def apply_config_hparams(optimizer: torch.optim.Optimizer, scheduler: LambdaLR, config: OptimizerConfig,
-                         iteration: int) -> None:
+def apply_config_hparams(
+    optimizer: torch.optim.Optimizer, scheduler: LambdaLR, config: OptimizerConfig, iteration: int
+) -> None:
     """Overwrite loaded lr/betas/eps/weight decay with the config's, with the LR of `iteration`'s schedule."""
     scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
     for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas):
-        group.update(initial_lr=config.lr, lr=config.lr * factor(iteration), betas=tuple(config.betas),
-                     eps=config.eps, weight_decay=config.weight_decay)
+        group.update(
+            initial_lr=config.lr,
+            lr=config.lr * factor(iteration),
+            betas=tuple(config.betas),
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+        )
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
 
 
 def describe_hparams(optimizer: torch.optim.Optimizer, scheduler: LambdaLR) -> str:
     """One line: current lr, base lr, betas, eps and weight decay."""
     group = optimizer.param_groups[0]
-    return (f"lr {float(group['lr']):.3g} (base {scheduler.base_lrs[0]:.3g}), betas {tuple(group['betas'])}, "
-            f"eps {group['eps']:.3g}, weight_decay {group['weight_decay']:.3g}")
+    return (
+        f"lr {float(group['lr']):.3g} (base {scheduler.base_lrs[0]:.3g}), betas {tuple(group['betas'])}, "
+        f"eps {group['eps']:.3g}, weight_decay {group['weight_decay']:.3g}"
+    )

@@ -77,9 +77,11 @@ def find_vgg16_weights(path: str | os.PathLike | None = None) -> Path | None:
 
 def missing_weights_hint() -> str:
     """One line: where VGG16 weights were looked for and how to provide them."""
-    return (f"no VGG16 weights in loss.perceptual.vgg_weights, ${WEIGHTS_ENV} or {hub_vgg16_path()}; put "
-            f"torchvision's {TORCHVISION_FILE} ({TORCHVISION_URL}) there, or set loss.perceptual.vgg_weights=PATH "
-            f"or ${WEIGHTS_ENV}=PATH")
+    return (
+        f"no VGG16 weights in loss.perceptual.vgg_weights, ${WEIGHTS_ENV} or {hub_vgg16_path()}; put "
+        f"torchvision's {TORCHVISION_FILE} ({TORCHVISION_URL}) there, or set loss.perceptual.vgg_weights=PATH "
+        f"or ${WEIGHTS_ENV}=PATH"
+    )
 
 
 def to_frames(video: torch.Tensor) -> torch.Tensor:
@@ -93,10 +95,16 @@ def to_frames(video: torch.Tensor) -> torch.Tensor:
 class PerceptualLoss(nn.Module):
     """`{"lpips": weighted scalar, "gram": weighted scalar (when enabled)}` for x, x_hat [B,3,T,H,W] in [-1,1]."""
 
-    def __init__(self, vgg: VGG16Features, lpips_schedule: WeightSchedule | None = None,
-                 layer_weights: Sequence[float] = LAYER_WEIGHTS, gram_schedule: WeightSchedule | None = None,
-                 checkpoint_activations: bool = False, chunk_frames: int = 0,
-                 dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(
+        self,
+        vgg: VGG16Features,
+        lpips_schedule: WeightSchedule | None = None,
+        layer_weights: Sequence[float] = LAYER_WEIGHTS,
+        gram_schedule: WeightSchedule | None = None,
+        checkpoint_activations: bool = False,
+        chunk_frames: int = 0,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
         super().__init__()
         if len(layer_weights) != len(TAP_INDICES):
             raise ValueError(f"layer_weights needs {len(TAP_INDICES)} weights, got {len(layer_weights)}")
@@ -120,8 +128,9 @@ class PerceptualLoss(nn.Module):
         """[N,3,H,W] in [-1,1] -> the five taps in VGG's dtype, slices checkpointed when asked (and not chunking)."""
         dtype = next(self.vgg.parameters()).dtype
         h = self.scaling(frames.to(self.scaling.shift.dtype)).to(dtype)
-        use_checkpoint = (self.checkpoint_activations and not self.chunk_frames and torch.is_grad_enabled()
-                          and h.requires_grad)
+        use_checkpoint = (
+            self.checkpoint_activations and not self.chunk_frames and torch.is_grad_enabled() and h.requires_grad
+        )
         taps = []
         for start, stop in SLICE_BOUNDS:
             block = self.vgg.features[start:stop]
@@ -129,11 +138,14 @@ class PerceptualLoss(nn.Module):
             taps.append(h)
         return taps
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor, iteration: int,
-                loss_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, x_hat: torch.Tensor, iteration: int, loss_mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         if x.shape != x_hat.shape or x.ndim not in (4, 5) or x.shape[1] != 3:
-            raise ValueError(f"the perceptual loss needs two [B,3,T,H,W] (or [B,3,H,W]) tensors of one shape, "
-                             f"got {list(x.shape)} and {list(x_hat.shape)}")
+            raise ValueError(
+                f"the perceptual loss needs two [B,3,T,H,W] (or [B,3,H,W]) tensors of one shape, "
+                f"got {list(x.shape)} and {list(x_hat.shape)}"
+            )
         lpips_weight = self.lpips_schedule(iteration)
         gram_weight = self.gram_schedule(iteration) if self.gram_schedule is not None else 0.0
         zero = x_hat.new_zeros((), dtype=torch.float32)
@@ -147,8 +159,9 @@ class PerceptualLoss(nn.Module):
             out["gram"] = gram_weight * self._gram_loss(*grams)
         return out
 
-    def _accumulate(self, x: torch.Tensor, x_hat: torch.Tensor, loss_mask: torch.Tensor | None, lpips: bool,
-                    gram: bool) -> tuple[torch.Tensor, tuple[list, list, list]]:
+    def _accumulate(
+        self, x: torch.Tensor, x_hat: torch.Tensor, loss_mask: torch.Tensor | None, lpips: bool, gram: bool
+    ) -> tuple[torch.Tensor, tuple[list, list, list]]:
         """Run VGG chunk by chunk: the weighted sum over frames of the lpips term, and per-video Gram sums."""
         batch, frames_per_video = x.shape[0], (x.shape[2] if x.ndim == 5 else 1)
         frames_x, frames_y = to_frames(x.detach()), to_frames(x_hat)
@@ -162,8 +175,15 @@ class PerceptualLoss(nn.Module):
         norms: list = [0] * len(TAP_INDICES)
         for start in range(0, total, chunk):
             stop = min(start + chunk, total)
-            args = (frames_x[start:stop], frames_y[start:stop], None if mask is None else mask[start:stop],
-                    torch.arange(start, stop, device=x.device) // frames_per_video, batch, lpips, gram)
+            args = (
+                frames_x[start:stop],
+                frames_y[start:stop],
+                None if mask is None else mask[start:stop],
+                torch.arange(start, stop, device=x.device) // frames_per_video,
+                batch,
+                lpips,
+                gram,
+            )
             part = checkpoint(self._chunk_terms, *args, use_reentrant=False) if recompute else self._chunk_terms(*args)
             lpips_sum = lpips_sum + part[0]
             grams_x = [a + b for a, b in zip(grams_x, part[1])]
@@ -171,8 +191,16 @@ class PerceptualLoss(nn.Module):
             norms = [frames_per_video * n for n in part[3]]
         return lpips_sum, (grams_x, grams_y, norms)
 
-    def _chunk_terms(self, frames_x: torch.Tensor, frames_y: torch.Tensor, mask: torch.Tensor | None,
-                     video_index: torch.Tensor, batch: int, lpips: bool, gram: bool) -> tuple:
+    def _chunk_terms(
+        self,
+        frames_x: torch.Tensor,
+        frames_y: torch.Tensor,
+        mask: torch.Tensor | None,
+        video_index: torch.Tensor,
+        batch: int,
+        lpips: bool,
+        gram: bool,
+    ) -> tuple:
         """One chunk of frames: (weighted lpips sum, per-video Gram sums of x and x_hat per tap, taps' h*w)."""
         with torch.no_grad():
             taps_x = self.features(frames_x)
@@ -199,13 +227,16 @@ class PerceptualLoss(nn.Module):
 
     def _gram_loss(self, grams_x: list, grams_y: list, norms: list) -> torch.Tensor:
         """sum_k w_k * mean_{c,c'} (G_k(x) - G_k(x_hat))^2, averaged over videos, with G = F F^T / (T*h*w)."""
-        per_video = sum(w * ((gx - gy) / n).square().mean(dim=(1, 2))
-                        for w, gx, gy, n in zip(self.layer_weights, grams_x, grams_y, norms))
+        per_video = sum(
+            w * ((gx - gy) / n).square().mean(dim=(1, 2))
+            for w, gx, gy, n in zip(self.layer_weights, grams_x, grams_y, norms)
+        )
         return per_video.mean()
 
 
-def video_grams(tap: torch.Tensor, tap_mask: torch.Tensor | None, video_index: torch.Tensor,
-                batch: int) -> torch.Tensor:
+def video_grams(
+    tap: torch.Tensor, tap_mask: torch.Tensor | None, video_index: torch.Tensor, batch: int
+) -> torch.Tensor:
     """Per-video sums over a chunk's frames of F F^T in float32: [B,C,C], so chunks add up."""
     features = (tap if tap_mask is None else tap * tap_mask).float().flatten(2)
     grams = features @ features.transpose(1, 2)

@@ -72,8 +72,16 @@ def start_wandb(folder: Path, project: str, group: str, name: str) -> Any:
     id_file.write_text(run_id + "\n")
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else None
-    return wandb.init(project=project, group=group, name=name, id=run_id, resume="allow", dir=str(folder),
-                      config=config, settings=wandb.Settings(console="off"))  # the log is in stdout.log already
+    return wandb.init(
+        project=project,
+        group=group,
+        name=name,
+        id=run_id,
+        resume="allow",
+        dir=str(folder),
+        config=config,
+        settings=wandb.Settings(console="off"),
+    )  # the log is in stdout.log already
 
 
 def clip_grid(x: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -102,8 +110,9 @@ class Scalars:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            logging.getLogger(__name__).info("TensorBoard off: `pip install tensorboard` to get scalars in %s",
-                                             folder / "tensorboard")
+            logging.getLogger(__name__).info(
+                "TensorBoard off: `pip install tensorboard` to get scalars in %s", folder / "tensorboard"
+            )
             return
         self.writer = SummaryWriter(str(folder / "tensorboard"))
 
@@ -121,6 +130,7 @@ class Scalars:
             self.writer.add_image(tag, grid, step)
         if self.wandb_run is not None:
             import wandb
+
             self.wandb_run.log({tag: wandb.Image(grid.permute(1, 2, 0).numpy())}, step=step)
 
     def close(self) -> None:

@@ -28,8 +28,10 @@ class WeightSchedule:
         if not values:
             raise ValueError("a weight schedule needs at least one value")
         if len(values) not in (len(boundaries), len(boundaries) + 1):
-            raise ValueError(f"a weight schedule needs as many values as boundaries, or one more; got "
-                             f"{len(boundaries)} boundaries {list(boundaries)} and {len(values)} values {list(values)}")
+            raise ValueError(
+                f"a weight schedule needs as many values as boundaries, or one more; got "
+                f"{len(boundaries)} boundaries {list(boundaries)} and {len(values)} values {list(values)}"
+            )
         if any(b > a for b, a in zip(boundaries, boundaries[1:])):
             raise ValueError(f"weight schedule boundaries must not decrease, got {list(boundaries)}")
         if not all(math.isfinite(v) for v in values):

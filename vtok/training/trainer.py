@@ -19,8 +19,8 @@ import random
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -35,14 +35,22 @@ from ..networks.fastpath import default_memory_format, set_memory_format
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
 from .activations import checkpoint_blocks
 from .batches import training_batches, validation_batches
-from .checkpointing import (Checkpointer, JitExport, checkpoint_payload, cpu_copy, data_position, export_template,
-                            find_source, load_network_and_ema, load_training_state)
+from .checkpointing import (
+    Checkpointer,
+    JitExport,
+    checkpoint_payload,
+    cpu_copy,
+    data_position,
+    export_template,
+    find_source,
+    load_network_and_ema,
+    load_training_state,
+)
 from .distributed import DistInfo, all_reduce_sum, barrier, no_sync, wrap_data_parallel
 from .ema import EMA
 from .faults import NonFiniteGuard, StopOnSignal
 from .losses import build_losses
-from .optim import (build_optimizer, build_scheduler, export_optimizer_state, match_param_layouts,
-                    with_group_step)
+from .optim import build_optimizer, build_scheduler, export_optimizer_state, match_param_layouts, with_group_step
 from .precision import Precision, resolve_precision
 from .run_log import Scalars, require_wandb, setup_logging, start_wandb, write_preview
 from .sharding import full_model_state, full_optimizer_state, full_tensor, load_full_optimizer_state, shard
@@ -92,19 +100,28 @@ class Trainer:
         precision = resolve_precision(trainer.precision, self.device)
         self.fsdp = trainer.parallelism == "fsdp" and info.distributed and info.world_size > 1
         if self.fsdp and precision == "bf16_pure":
-            raise ValueError("trainer.parallelism=fsdp works with trainer.precision=bf16_autocast or fp32, not "
-                             "bf16_pure")
+            raise ValueError(
+                "trainer.parallelism=fsdp works with trainer.precision=bf16_autocast or fp32, not bf16_pure"
+            )
         if info.is_main:
             self.folder.mkdir(parents=True, exist_ok=True)
             save_config(config, self.folder)
         setup_logging(self.folder if info.is_main else None, info.is_main)
-        log.info("job folder %s; %d process(es) on %s; precision %s%s", self.folder, info.world_size,
-                 self.device.type, precision, " (auto)" if trainer.precision == "auto" else "")
+        log.info(
+            "job folder %s; %d process(es) on %s; precision %s%s",
+            self.folder,
+            info.world_size,
+            self.device.type,
+            precision,
+            " (auto)" if trainer.precision == "auto" else "",
+        )
         if trainer.wandb and info.is_main:
             require_wandb()
         if self.device.type == "cpu" and precision != "fp32" and not cpu_has_native_bf16():
-            log.warning("this CPU has no native bf16 (AMX / AVX512-BF16): bf16 is emulated and slow; "
-                        "trainer.precision=fp32 is faster here")
+            log.warning(
+                "this CPU has no native bf16 (AMX / AVX512-BF16): bf16 is emulated and slow; "
+                "trainer.precision=fp32 is faster here"
+            )
         if self.device.type == "cuda" and trainer.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
@@ -114,8 +131,11 @@ class Trainer:
         self.network: Tokenizer = tokenizer_from_config(config.network, name)
         source = find_source(self.checkpoint_dir, config.checkpoint, name)
         self.network.to(self.device)
-        self.ema = EMA(self.network, config.model.config.ema.beta, config.model.config.ema.warmup) \
-            if config.model.config.ema.enabled else None
+        self.ema = (
+            EMA(self.network, config.model.config.ema.beta, config.model.config.ema.warmup)
+            if config.model.config.ema.enabled
+            else None
+        )
         load_network_and_ema(source, self.network, self.ema, config.checkpoint.strict_resume)
         seed_everything(trainer.seed + info.rank)
         if trainer.activation_checkpointing:
@@ -131,7 +151,8 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config.scheduler)
         load_optimizer = partial(load_full_optimizer_state, self.network, self.optimizer) if self.fsdp else None
         self.iteration = self.start_iteration = load_training_state(
-            source, config.checkpoint, config.optimizer, self.optimizer, self.scheduler, load_optimizer)
+            source, config.checkpoint, config.optimizer, self.optimizer, self.scheduler, load_optimizer
+        )
         match_param_layouts(self.optimizer)
         self.data_step = data_position(source)
         del source
@@ -143,28 +164,45 @@ class Trainer:
         self.model = self.network if self.fsdp else wrap_data_parallel(self.network, info)
 
         loss_spec = config.model.config.loss
-        self.loss = build_losses(loss_spec.to_loss_config(), loss_spec.on_missing_vgg_weights,
-                                 config.network.temporal_compression, self.device).to(self.device)
+        self.loss = build_losses(
+            loss_spec.to_loss_config(),
+            loss_spec.on_missing_vgg_weights,
+            config.network.temporal_compression,
+            self.device,
+        ).to(self.device)
         terms = [t for t in self.loss.terms if t != "kl" or config.network.formulation == "VAE"]
         log.info("loss terms: %s", ", ".join(terms))
-        self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size,
-                                             trainer.seed)
-        self.val_loader = build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, trainer.seed) \
-            if trainer.run_validation else None
+        self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size, trainer.seed)
+        self.val_loader = (
+            build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, trainer.seed)
+            if trainer.run_validation
+            else None
+        )
         self.codebook_size = self.network.codebook_size if config.network.is_discrete else None
 
         jit = None
         if info.is_main and config.checkpoint.jit.enabled and self.ema is not None:
             shape = config.checkpoint.jit.input_shape
-            jit = JitExport(export_template(lambda: tokenizer_from_config(config.network, name)),
-                            tuple(shape) if shape else None, JIT_DTYPES[config.checkpoint.jit.dtype])
+            jit = JitExport(
+                export_template(lambda: tokenizer_from_config(config.network, name)),
+                tuple(shape) if shape else None,
+                JIT_DTYPES[config.checkpoint.jit.dtype],
+            )
         self.checkpointer = Checkpointer(self.checkpoint_dir, config.checkpoint, jit) if info.is_main else None
-        wandb_run = start_wandb(self.folder, config.job.project, config.job.group, config.job.name) \
-            if trainer.wandb and info.is_main else None
+        wandb_run = (
+            start_wandb(self.folder, config.job.project, config.job.group, config.job.name)
+            if trainer.wandb and info.is_main
+            else None
+        )
         self.scalars = Scalars(self.folder, trainer.tensorboard, wandb_run) if info.is_main else None
         params = sum(p.numel() for p in self.network.parameters())
-        log.info("%s: %.1fM parameters; global batch %d clips; %s", self.network.name, params / 1e6,
-                 self.global_batch, "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process")
+        log.info(
+            "%s: %.1fM parameters; global batch %d clips; %s",
+            self.network.name,
+            params / 1e6,
+            self.global_batch,
+            "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process",
+        )
 
     @property
     def global_batch(self) -> int:
@@ -180,8 +218,14 @@ class Trainer:
         stop, guard = StopOnSignal(self.info), NonFiniteGuard(trainer.max_nonfinite_steps)
         if trainer.run_validation and trainer.validate_at_start:
             self.validate()
-        bar = tqdm(total=trainer.max_iter, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
-                   disable=not (self.info.is_main and sys.stderr.isatty()))
+        bar = tqdm(
+            total=trainer.max_iter,
+            initial=self.iteration,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            disable=not (self.info.is_main and sys.stderr.isatty()),
+        )
         window: list[tuple[dict[str, torch.Tensor], torch.Tensor, float]] = []
         last: dict[str, float] = {}
         stop.install()
@@ -202,8 +246,10 @@ class Trainer:
                     self.save()
                 if stop.agreed():
                     self.preempted = True
-                    log.warning("iteration %d: asked to stop (SIGTERM); saving and exiting, rerun the same command "
-                                "to resume", self.iteration)
+                    log.warning(
+                        "iteration %d: asked to stop (SIGTERM); saving and exiting, rerun the same command to resume",
+                        self.iteration,
+                    )
                     break
                 if trainer.run_validation and self.iteration % trainer.validation_iter == 0:
                     self.validate()
@@ -262,16 +308,30 @@ class Trainer:
         means = all_reduce_sum(stacked.to(self.device), self.info) / self.info.world_size
         step_time = sum(w[2] for w in window) / len(window)
         values = {f"train/{k}": float(v) for k, v in zip(keys, means)}
-        values.update({"train/grad_norm": float(torch.stack([w[1] for w in window]).float().mean()),
-                       "train/lr": float(self.optimizer.param_groups[0]["lr"]), "perf/step_time_s": step_time,
-                       "perf/clips_per_s": self.global_batch / step_time,
-                       "perf/peak_memory_gb": peak_memory_gb(self.device)})
+        values.update(
+            {
+                "train/grad_norm": float(torch.stack([w[1] for w in window]).float().mean()),
+                "train/lr": float(self.optimizer.param_groups[0]["lr"]),
+                "perf/step_time_s": step_time,
+                "perf/clips_per_s": self.global_batch / step_time,
+                "perf/peak_memory_gb": peak_memory_gb(self.device),
+            }
+        )
         terms = " ".join(f"{k} {float(v):.4f}" for k, v in zip(keys, means) if k != "total")
         eta = step_time * (self.config.trainer.max_iter - self.iteration)
-        log.info("it %d/%d | loss %.6f (%s) | lr %.3g | grad %.3g | %.3f s/it %.3g clips/s | peak %.2f GB | eta %s",
-                 self.iteration, self.config.trainer.max_iter, values["train/total"], terms, values["train/lr"],
-                 values["train/grad_norm"], step_time, values["perf/clips_per_s"], values["perf/peak_memory_gb"],
-                 format_eta(eta))
+        log.info(
+            "it %d/%d | loss %.6f (%s) | lr %.3g | grad %.3g | %.3f s/it %.3g clips/s | peak %.2f GB | eta %s",
+            self.iteration,
+            self.config.trainer.max_iter,
+            values["train/total"],
+            terms,
+            values["train/lr"],
+            values["train/grad_norm"],
+            step_time,
+            values["perf/clips_per_s"],
+            values["perf/peak_memory_gb"],
+            format_eta(eta),
+        )
         if self.scalars is not None:
             self.scalars.add(values, self.iteration)
         return values
@@ -280,8 +340,11 @@ class Trainer:
         """(network state, optimizer state, EMA shadow), whole: gathered by every rank under FSDP, for rank 0."""
         shadow = self.ema.shadow if self.ema is not None else None
         if self.fsdp:
-            return (full_model_state(self.network), with_group_step(full_optimizer_state(self.network, self.optimizer)),
-                    {k: full_tensor(v) for k, v in shadow.items()} if shadow is not None else None)
+            return (
+                full_model_state(self.network),
+                with_group_step(full_optimizer_state(self.network, self.optimizer)),
+                {k: full_tensor(v) for k, v in shadow.items()} if shadow is not None else None,
+            )
         if self.checkpointer is None:
             return {}, {}, None
         return self.network.state_dict(), export_optimizer_state(self.optimizer), shadow
@@ -294,13 +357,18 @@ class Trainer:
         network_state = cpu_copy(network_state)
         ema_state = {**network_state, **cpu_copy(shadow)} if shadow is not None else None
         name = self.config.model.config.network_name
-        meta = {"format": 1, "data_step": self.data_step, "world_size": self.info.world_size,
-                "ema_updates": self.ema.updates if self.ema is not None else 0}
+        meta = {
+            "format": 1,
+            "data_step": self.data_step,
+            "world_size": self.info.world_size,
+            "ema_updates": self.ema.updates if self.ema is not None else 0,
+        }
         if name is not None:
             meta.update(name=name, overrides=overrides_of(name, self.config.network))
         ema_entries = EMA.key_layout(shadow) if shadow is not None else {}
-        payload = checkpoint_payload(network_state, ema_entries, optimizer_state, self.scheduler.state_dict(),
-                                     self.iteration, meta)
+        payload = checkpoint_payload(
+            network_state, ema_entries, optimizer_state, self.scheduler.state_dict(), self.iteration, meta
+        )
         self.checkpointer.save(self.iteration, cpu_copy(payload), ema_state)
 
     def validate(self) -> dict[str, float]:

@@ -7,8 +7,8 @@ averaged over frames. SSIM equals skimage's per frame. For discrete models, code
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Callable, Iterable
 
 import torch
 from torch import nn
@@ -31,8 +31,13 @@ class MetricSums:
 
     def add(self, x: torch.Tensor, reconstruction: torch.Tensor, latent: torch.Tensor | None) -> None:
         ref, test = to_frames_hwc(x), to_frames_hwc(reconstruction)
-        self.sums += torch.stack([psnr_from_mse(frame_mse(ref, test)).sum(), ssim_per_frame(ref, test).sum(),
-                                  torch.tensor(float(ref.shape[0]), dtype=torch.float64)])
+        self.sums += torch.stack(
+            [
+                psnr_from_mse(frame_mse(ref, test)).sum(),
+                ssim_per_frame(ref, test).sum(),
+                torch.tensor(float(ref.shape[0]), dtype=torch.float64),
+            ]
+        )
         if self.histogram is not None and latent is not None:
             self.histogram += torch.bincount(latent.flatten().long().cpu(), minlength=len(self.histogram)).double()
 
@@ -51,9 +56,15 @@ class MetricSums:
 
 
 @torch.no_grad()
-def evaluate(network: nn.Module, batches: Iterable[torch.Tensor], autocast: Callable[[], AbstractContextManager],
-             cast_input: Callable[[torch.Tensor], torch.Tensor], codebook_size: int | None, info: DistInfo,
-             prefix: str) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor] | None]:
+def evaluate(
+    network: nn.Module,
+    batches: Iterable[torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+    cast_input: Callable[[torch.Tensor], torch.Tensor],
+    codebook_size: int | None,
+    info: DistInfo,
+    prefix: str,
+) -> tuple[dict[str, float], tuple[torch.Tensor, torch.Tensor] | None]:
     """Metrics of `network` (in eval mode) on `batches`, and the first clip with its reconstruction."""
     was_training = network.training
     network.eval()
