@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,8 +96,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 
 def synthetic_frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """uint8 RGB `[T,H,W,3]` with texture and motion: a drifting colour gradient and a moving square."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:height, :width].astype(np.float32)
     phase = rng.uniform(0, 6.28, size=3)

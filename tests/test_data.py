@@ -239,7 +239,7 @@ def test_region_conversion_equals_converting_everything(media) -> None:
         height, width = reference[0].shape[:2]
         for region in ((0, 0, 16, 32), (3, 5, 17, 31), (height - 13, width - 21, 13, 21), (0, 0, height, width)):
             top, left, h, w = region
-            window = read_window(path, range(2, 6), convert=lambda f: frame_to_rgb(f, region))
+            window = read_window(path, range(2, 6), convert=lambda f, region=region: frame_to_rgb(f, region))
             for frame, i in zip(window.frames, range(2, 6)):
                 np.testing.assert_array_equal(frame, reference[i][top : top + h, left : left + w])
     assert reference[0].shape[:2] == (64, 48)  # the rotated video is displayed upright

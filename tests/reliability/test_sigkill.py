@@ -52,7 +52,9 @@ def test_random_sigkills_never_leave_a_partial_checkpoint_and_the_run_completes(
         with training(tmp_path, "killed", *ARGS) as proc:
             done_before = len(logged_iterations(folder))
             wait_for(
-                lambda: len(logged_iterations(folder)) > done_before or proc.poll() is not None, 120, "a training step"
+                lambda done_before=done_before: len(logged_iterations(folder)) > done_before or proc.poll() is not None,
+                120,
+                "a training step",
             )
             if kill % 2 == 0:  # the moment a save is being written
                 wait_for(lambda: half_written(checkpoints) or proc.poll() is not None, 60, "a save", poll=0.001)

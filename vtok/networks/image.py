@@ -80,7 +80,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__()
-        ch, mult, dropout = cfg.channels, cfg.channels_mult, cfg.dropout
+        ch, dropout = cfg.channels, cfg.dropout
         n_down = cfg.num_spatial_down
         self.patcher = Patcher(cfg.patch_size)
         self.conv_in = conv3x3(cfg.in_channels * cfg.patch_size**2, ch)

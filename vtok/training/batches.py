@@ -63,8 +63,8 @@ class TrainingBatches:
         per_epoch = len(loader)
         batch_sampler = loader.batch_sampler
         original = batch_sampler.sampler
-        epoch, skip = divmod(start, per_epoch)
-        for epoch in itertools.count(epoch):
+        first_epoch, skip = divmod(start, per_epoch)
+        for epoch in itertools.count(first_epoch):
             set_epoch(loader, epoch)
             batch_sampler.sampler = SkipSampler(original, skip * loader.batch_size)
             skip = 0

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 import torch.distributed as dist

@@ -59,7 +59,9 @@ def require_wandb() -> Any:
     try:
         import wandb
     except ImportError:
-        raise ValueError("trainer.wandb=true needs the wandb package: pip install wandb (or set trainer.wandb=false)")
+        raise ValueError(
+            "trainer.wandb=true needs the wandb package: pip install wandb (or set trainer.wandb=false)"
+        ) from None
     return wandb
 
 
