@@ -30,7 +30,7 @@ import torch
 
 import vtok
 from vtok.inference import Pipeline, TokenizerEngine
-from vtok.networks.fastpath import set_memory_format
+from vtok.networks.memory_format import set_memory_format
 from vtok.networks.tokenizer import Tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -42,7 +42,7 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module, cast=None) -> No
 
 
 def save_training(tok: vtok.Tokenizer, path: Path, ema_offset: float = 1.0, dtype=torch.bfloat16) -> Path:
-    """A checkpoint in the reference trainer's layout (spec 2.2): bf16 network, fp32 EMA, training state."""
+    """A checkpoint in the reference trainer's layout: bf16 network, fp32 EMA, training state."""
     state = tok.state_dict()
     model = {k: v.to(dtype) for k, v in training_state_dict(state).items()}
     model.update({k: v + ema_offset for k, v in ema_state_dict(state).items()})
@@ -207,7 +207,7 @@ def test_wrong_fsq_levels_are_refused(tmp_path):
 
 def test_shape_mismatch_is_reported(tmp_path):
     path = save_training(small("CV8x8x8-720p"), tmp_path / "iter.pt")
-    with pytest.raises(ValueError, match="shape of encoder.conv_in.0.conv3d.weight"):
+    with pytest.raises(ValueError, match="wrong shape: encoder.conv_in.0.conv3d.weight file"):
         vtok.load_tokenizer(path, "CV8x8x8-720p", channels=32)
 
 
@@ -220,7 +220,7 @@ def test_unknown_override_is_refused(tmp_path):
 def test_foreign_files_fail_with_a_clear_message(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt: not a TorchScript file nor a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="junk.pt: not a PyTorch checkpoint or TorchScript file"):
         vtok.load_tokenizer(junk)
     other = tmp_path / "other.pt"
     torch.save({"model": {"fc.weight": torch.zeros(2, 2)}}, other)

@@ -21,8 +21,8 @@ from vtok.config import (
     save_config,
 )
 from vtok.config.overrides import apply_values
+from vtok.losses import LossConfig
 from vtok.networks import TokenizerConfig, get_config
-from vtok.training import LossConfig
 
 MODELS = {  # model: (experiment, data, frames)
     "CV8x8x8-720p": ("Cosmos_Tokenize1_CV8x8x8_720p_HDVILA", "hdvila_video720", 121),

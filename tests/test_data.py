@@ -391,7 +391,7 @@ def test_mock_source(tmp_path: Path) -> None:
     ds = build_dataset(DatasetConfig(name="mock_video720", crop_height=256, num_video_frames=5), "train", seed=0)
     assert isinstance(ds, MockVideoDataset) and len(ds) == 32768
     video = ds[7]["video"]
-    assert video.shape == (3, 5, 144, 256) and video.dtype == torch.float32  # spec 5.4: the 16:9 crop
+    assert video.shape == (3, 5, 144, 256) and video.dtype == torch.float32  # NVIDIA's mock clips: the 16:9 crop
     assert -1 <= float(video.min()) < -0.9 and 0.9 < float(video.max()) <= 1
     torch.testing.assert_close(ds[7]["video"], video, rtol=0, atol=0)
     assert not torch.equal(ds[8]["video"], video)

@@ -242,6 +242,11 @@ PYTHON_SUBSTITUTIONS = [
         "torch.rand(1, 3, 17, 64, 64)",
         "64x64 frames: the 256x256 example takes 20 s on a busy 2-core CPU",
     ),
+    (
+        r'"trainer\.precision=fp32"\]\)',
+        '"trainer.precision=fp32", ' + ", ".join(f'"{o}"' for o in TINY_TRAIN) + "])",
+        "the tiny network and clips of the trainer commands (TINY_TRAIN)",
+    ),
 ]
 VIDEOS = {  # folder: (count, frames, height, width)
     "clips": (1, 17, 48, 64),

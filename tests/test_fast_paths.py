@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 import vtok
 from vtok.checkpoint import export_jit, load_tokenizer
-from vtok.networks.fastpath import default_memory_format, memory_format_of, set_memory_format
 from vtok.networks.layers3d import pointwise_conv, prepend_first_frame, spatial_conv, temporal_conv
+from vtok.networks.memory_format import default_memory_format, memory_format_of, set_memory_format
 
 RECON = dict(rtol=1e-4, atol=1e-4)
 CL = torch.channels_last_3d

@@ -293,7 +293,7 @@ def test_model_input_is_nvidias_normalization():
 
 
 def test_auto_dtype_is_bf16_where_it_is_native():
-    from vtok.cli.common import cpu_has_native_bf16, resolve_dtype
+    from vtok.devices import cpu_has_native_bf16, resolve_dtype
 
     assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
     assert resolve_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)

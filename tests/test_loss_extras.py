@@ -1,4 +1,4 @@
-"""The optional terms of spec 4.3: video consistency over overlapping windows, and the flow loss with a
+"""The optional loss terms (docs/design.md#losses): video consistency over overlapping windows, and the flow loss with a
 TorchScript flow network given as a file (a small random one here; RAFT in real use)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.config import parse_train_args
+from vtok.losses import LossConfig, WeightSchedule, build_losses
+from vtok.losses.consistency import VideoConsistencyLoss, check_windows, window_count
+from vtok.losses.flow import FlowLoss, find_flow_network, load_flow_network
 from vtok.networks.tokenizer import TokenizerOutput
-from vtok.training import LossConfig, WeightSchedule, build_losses
-from vtok.training.consistency import VideoConsistencyLoss, check_windows, window_count
-from vtok.training.flow import FlowLoss, find_flow_network, load_flow_network
 
 TC = 4
 

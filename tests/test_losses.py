@@ -1,4 +1,4 @@
-"""Training losses (spec 4.3): weight schedules, L1 color, NVIDIA's VGG16 "lpips" and Gram terms, KL, the total.
+"""Training losses: weight schedules, L1 color, NVIDIA's VGG16 "lpips" and Gram terms, KL, the total.
 
 VGG16 runs with random weights saved to a temporary torchvision-style file, on 32x32 frames.
 """
@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vtok.metrics.lpips import ScalingLayer
-from vtok.networks.tokenizer import GaussianDistribution, TokenizerOutput
-from vtok.networks.vgg import VGG16Features, load_vgg16_features
-from vtok.training import (
+from vtok.checkpoint.auxiliary import load_vgg16_features
+from vtok.losses import (
     LAYER_WEIGHTS,
     ColorLoss,
     KLLoss,
@@ -26,6 +24,9 @@ from vtok.training import (
     build_losses,
     find_vgg16_weights,
 )
+from vtok.metrics.lpips import ScalingLayer
+from vtok.networks.tokenizer import GaussianDistribution, TokenizerOutput
+from vtok.networks.vgg import VGG16Features
 
 VIDEO_SHAPE = (2, 3, 3, 32, 32)
 

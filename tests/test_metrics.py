@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from vtok.checkpoint.auxiliary import load_vgg16_features
 from vtok.metrics import (
     LPIPS,
     ScalingLayer,
@@ -20,7 +21,7 @@ from vtok.metrics import (
     ssim_per_frame,
     to_uint8,
 )
-from vtok.networks.vgg import VGG16Features, load_vgg16_features
+from vtok.networks.vgg import VGG16Features
 
 # torchvision's vgg16().features: (index of each conv, weight shape); its bias is [out].
 VGG16_CONVS = [
@@ -229,7 +230,7 @@ def test_lpips_wrong_files_raise_naming_them(tmp_path: Path, weight_files: tuple
     with pytest.raises(ValueError, match=r"bad_heads\.pth.*wrong shape.*lin4"):
         LPIPS.from_files(vgg_file, tmp_path / "bad_heads.pth")
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    with pytest.raises(ValueError, match=r"text\.pth.*not a readable"):
+    with pytest.raises(ValueError, match=r"text\.pth.*not a PyTorch checkpoint"):
         load_vgg16_features(tmp_path / "text.pth")
     torch.save([torch.zeros(1)], tmp_path / "list.pth")
     with pytest.raises(ValueError, match=r"list\.pth.*dict of tensors"):

@@ -1,5 +1,5 @@
 """Properties of the networks that need no reference data: Haar, FSQ, shapes, validation, causality,
-dtypes, tracing and train/eval equivalence (spec 1.3, 1.7, 1.8 and section 8)."""
+dtypes, tracing and train/eval equivalence (docs/design.md#networks)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from vtok.networks.fsq import FSQuantizer
 from vtok.networks.patching import Patcher, Patcher3D, UnPatcher, UnPatcher3D
 
 LEVELS = (8, 8, 8, 5, 5, 5)
-BASIS = (1, 8, 64, 512, 2560, 12800)  # spec 1.7
+BASIS = (1, 8, 64, 512, 2560, 12800)  # cumulative products of the levels
 SIGNS = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # s(band, position): low = (+,+), high = (+,-)
 
 
@@ -48,7 +48,7 @@ def trace(module: torch.nn.Module, example: torch.Tensor):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Haar patchers (spec 1.3)
+# Haar patchers
 
 
 def haar3d_closed_form(x: torch.Tensor) -> torch.Tensor:
@@ -137,7 +137,7 @@ def test_patcher2d_closed_form_every_band(ps: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# FSQ (spec 1.7)
+# FSQ
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +206,7 @@ def test_fsq_straight_through_gradient(fsq: FSQuantizer) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Shapes and input validation (spec 1.8)
+# Shapes and input validation
 
 
 @pytest.mark.parametrize("frames", [1, 9, 17, 25, 121])
@@ -292,7 +292,7 @@ def test_build_tokenizer_rejects_unknown_model() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Causality (spec 8 item 5)
+# Causality
 
 
 @pytest.mark.parametrize(
@@ -399,7 +399,7 @@ def test_train_mode_equals_eval_mode(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# TorchScript tracing (spec 2.1, 8 item 6)
+# TorchScript tracing
 
 # (batch, latent chunks - 1, H, W) to evaluate traces at: all differ from the trace's (1, 1, 32, 32).
 TRACE_SIZES = [(1, 0, 32, 48), (2, 2, 48, 32)]

@@ -1,4 +1,4 @@
-"""Checkpoint compatibility of the full-size networks with NVIDIA's (`<reference>/schema/*.json`, spec 1.1, 1.9, 1.10).
+"""Checkpoint compatibility of the full-size networks with NVIDIA's (`<reference>/schema/*.json`).
 
 The full-size models are built on the meta device: structure, names, shapes and dtypes without
 allocating ~110M weights, and forward passes that only propagate shapes.
@@ -173,7 +173,7 @@ def test_image_model_parameter_counts(name: str) -> None:
 
 @pytest.mark.parametrize("name", IMAGE_PARAMETER_COUNTS)
 def test_image_model_keys_and_buffers(name: str) -> None:
-    """2D keys (spec 1.10): plain Conv2d/GroupNorm names and `encoder.patcher`/`decoder.unpatcher` buffers."""
+    """2D keys: plain Conv2d/GroupNorm names and `encoder.patcher`/`decoder.unpatcher` buffers."""
     with torch.device("meta"):
         state = vtok.build_tokenizer(name).state_dict()
     assert list(state["encoder.down.0.block.0.conv1.weight"].shape) == [256, 128, 3, 3]

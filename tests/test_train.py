@@ -17,10 +17,10 @@ import torch
 
 from vtok.checkpoint import load_tokenizer
 from vtok.checkpoint.state_dict import ema_state_dict, network_state_dict, training_state_dict
+from vtok.cli.train import main as run
 from vtok.config import load_config, parse_train_args, resolve_now
 from vtok.networks.config import get_config
 from vtok.networks.tokenizer import tokenizer_from_config
-from vtok.train import run
 from vtok.training.distributed import DistInfo
 from vtok.training.trainer import Trainer
 
@@ -351,7 +351,7 @@ def test_weights_and_biases_run_offline(tmp_path, monkeypatch):
 
 
 def test_auto_precision_is_bf16_only_where_bf16_is_native():
-    from vtok.cli.common import cpu_has_native_bf16
+    from vtok.devices import cpu_has_native_bf16
     from vtok.training.precision import resolve_precision
 
     assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16_autocast"

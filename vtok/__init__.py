@@ -1,24 +1,14 @@
-"""vtok: post-train and use NVIDIA's Cosmos-Tokenize1 video tokenizers."""
+"""vtok: post-train and use NVIDIA's Cosmos-Tokenize1 video tokenizers.
+
+The package facade: the names most users need, from the layers below (README.md#layout lists them).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
 from .checkpoint import export_jit, load_tokenizer
-from .networks import MODEL_NAMES, TokenizerConfig, canonical_name, get_config, tokenizer_from_config
+from .networks import MODEL_NAMES, TokenizerConfig, build_tokenizer, canonical_name, get_config, tokenizer_from_config
 from .networks.tokenizer import ContinuousTokenizer, DiscreteTokenizer, Tokenizer
-
-__version__ = "0.1.0"
-
-
-def build_tokenizer(name: str, **overrides: Any) -> Tokenizer:
-    """A randomly initialized tokenizer by model name (e.g. 'CV8x8x8-720p'), with config overrides.
-
-    Unknown override fields raise ValueError naming them. Build on `torch.device('meta')` to get the
-    structure without allocating weights.
-    """
-    return tokenizer_from_config(get_config(name, **overrides), canonical_name(name))
-
+from .version import __version__
 
 __all__ = [
     "MODEL_NAMES",
@@ -27,6 +17,9 @@ __all__ = [
     "ContinuousTokenizer",
     "DiscreteTokenizer",
     "build_tokenizer",
+    "canonical_name",
+    "get_config",
+    "tokenizer_from_config",
     "load_tokenizer",
     "export_jit",
     "__version__",

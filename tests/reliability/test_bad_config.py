@@ -10,8 +10,8 @@ from faulty import job_folder, train_args
 
 from vtok.checkpoint.state_dict import training_state_dict
 from vtok.cli.main import main
+from vtok.cli.train import main as run
 from vtok.io import write_video
-from vtok.train import run
 
 
 def one_error_line(err: str, prefix: str) -> str:

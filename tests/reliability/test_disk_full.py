@@ -7,7 +7,7 @@ import resource
 
 from faulty import job_folder, latest_checkpoint, load_iteration, run_training, train_args
 
-from vtok.train import run
+from vtok.cli.train import main as run
 
 LIMIT_BYTES = 1 << 20  # far below one checkpoint (~28 MB), above the logs and the config
 

@@ -8,8 +8,8 @@ import re
 from conftest import synthetic_frames
 from faulty import job_folder, train_args
 
+from vtok.cli.train import main as run
 from vtok.io import write_video
-from vtok.train import run
 
 
 def test_steps_that_blow_up_are_skipped_then_the_run_stops_naming_the_clips(tmp_path, capsys):

@@ -1,7 +1,11 @@
-"""Reading and writing tokenizer checkpoints: training files, NVIDIA releases and TorchScript exports."""
+"""Model files: the one weights-only reader, NVIDIA's training and TorchScript layouts, loading and exporting."""
 
 from .export import RELEASE_NAMES, export_jit
 from .load import CheckpointContents, infer_model_name, load_tokenizer, read_checkpoint, resolve_checkpoint
+from .mismatch import StateMismatch
+from .reader import CheckpointError, read_jit_file, read_state_dict, read_torch_file
+from .record import VtokRecord
+from .training_file import TrainingFile
 
 __all__ = [
     "RELEASE_NAMES",
@@ -11,4 +15,11 @@ __all__ = [
     "load_tokenizer",
     "read_checkpoint",
     "resolve_checkpoint",
+    "StateMismatch",
+    "CheckpointError",
+    "read_jit_file",
+    "read_state_dict",
+    "read_torch_file",
+    "VtokRecord",
+    "TrainingFile",
 ]

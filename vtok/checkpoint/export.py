@@ -1,4 +1,4 @@
-"""TorchScript export in NVIDIA's file contract (spec section 2.1), written atomically.
+"""TorchScript export in NVIDIA's file contract (docs/design.md#jit-files), written atomically.
 
 vtok's exports are drop-in replacements for the released `encoder.jit`/`decoder.jit`/`autoencoder.jit`
 (same inputs, outputs and state_dict keys) and carry a small `vtok.json` with the model name and
@@ -17,9 +17,10 @@ import torch
 
 from ..io.atomic import atomic_path
 from ..networks.config import overrides_of
-from ..networks.fastpath import set_memory_format
+from ..networks.memory_format import set_memory_format
 from ..networks.tokenizer import Tokenizer
-from .load import METADATA_FILE
+from .reader import METADATA_FILE
+from .record import VtokRecord
 
 RELEASE_NAMES = {"encoder": "encoder.jit", "decoder": "decoder.jit", "autoencoder": "autoencoder.jit"}
 
@@ -43,7 +44,7 @@ def check_example_shape(tok: Tokenizer, shape: Sequence[int]) -> tuple[int, ...]
 
 
 def _metadata(tok: Tokenizer) -> str:
-    return json.dumps({"name": tok.name, "overrides": overrides_of(tok.name, tok.config), "format": 1})
+    return json.dumps(VtokRecord(name=tok.name, overrides=overrides_of(tok.name, tok.config)).to_dict())
 
 
 def _save_atomic(module: torch.jit.ScriptModule, path: Path, metadata: str) -> None:

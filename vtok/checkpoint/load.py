@@ -1,14 +1,14 @@
-"""`load_tokenizer`: one entry point for every checkpoint a user may hold (spec sections 2.1-2.3).
+"""`load_tokenizer`: one entry point for every checkpoint a user may hold (docs/design.md#training-files, #jit-files).
 
 Accepted: a release folder (`checkpoints/Cosmos-Tokenize1-CV8x8x8-720p/`), a training checkpoint
 (`model.pt`, `iter_N.pt`: nested or flat, `network.` prefix or bare, `_orig_mod`, bf16 or fp32, EMA on
 request), or TorchScript files (`encoder.jit`, `decoder.jit`, `autoencoder.jit`, vtok's `*_enc.jit`...).
-The model name comes from the argument, vtok's own metadata, the path, or the tensor shapes.
+The model name comes from the argument, vtok's own metadata, the path, or the tensor shapes. Every file is
+opened by `reader.py` (weights_only), and every strict load reports through `StateMismatch`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +23,16 @@ from ..networks.config import (
     check_fields,
     get_config,
     model_name_in,
+    overrides_of,
 )
-from ..networks.fastpath import default_memory_format, set_memory_format
+from ..networks.memory_format import default_memory_format, set_memory_format
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
-from .state_dict import (
-    has_ema,
-    is_constant_buffer,
-    jit_state_dict_to_network,
-    model_entry,
-    network_state_dict,
-)
+from .mismatch import StateMismatch, shapes_of
+from .reader import CheckpointError, file_kind, read_jit_file
+from .record import VtokRecord
+from .state_dict import is_constant_buffer, jit_state_dict_to_network
+from .training_file import TrainingFile
 
-METADATA_FILE = "vtok.json"
 RELEASE_JIT_FILES = ("encoder.jit", "decoder.jit", "autoencoder.jit")
 PARTS = ("encoder", "decoder")
 
@@ -57,33 +55,23 @@ def _parts_of(keys: Iterable[str]) -> set[str]:
 
 
 def _read_jit(path: Path) -> CheckpointContents:
-    extra = {METADATA_FILE: ""}
-    module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    module, metadata = read_jit_file(path)
     state = jit_state_dict_to_network(module.state_dict())
-    meta = json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else {}
-    parts = _parts_of(state)
+    record = VtokRecord.from_dict(metadata)
     info = {"dtype": str(next(iter(state.values())).dtype).removeprefix("torch.")} if state else {}
-    return CheckpointContents(path, "jit", state, parts, meta.get("name"), meta.get("overrides", {}), info)
+    return CheckpointContents(path, "jit", state, _parts_of(state), record.name, record.overrides, info)
 
 
 def _read_training(path: Path, ema: bool | None) -> CheckpointContents:
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load raises many types on foreign files; all mean "not a checkpoint"
-        first_line = (str(err).splitlines() or [type(err).__name__])[0]
-        raise ValueError(f"{path}: not a TorchScript file nor a readable PyTorch checkpoint ({first_line})") from err
-    entry = model_entry(obj)
-    ema = has_ema(entry) if ema is None else ema
-    state = network_state_dict(entry, ema=ema)
-    meta = obj.get("vtok", {}) if isinstance(obj, dict) else {}
-    info = {"has_ema": has_ema(entry), "ema": ema}
-    if isinstance(obj, dict):
-        info["top_level_keys"] = sorted(str(k) for k in obj)
-        if "iteration" in obj:
-            info["iteration"] = int(obj["iteration"])
-    return CheckpointContents(
-        path, "training", state, _parts_of(state), meta.get("name"), meta.get("overrides", {}), info
-    )
+    file = TrainingFile.read(path)
+    use_ema = file.ema is not None if ema is None else ema
+    if use_ema and file.ema is None:
+        raise CheckpointError(path, "EMA weights were asked for, but the checkpoint has no 'ema.network-*' entries")
+    state = file.ema if use_ema else file.network
+    info: dict[str, Any] = {"has_ema": file.ema is not None, "ema": use_ema, "top_level_keys": file.top_level_keys}
+    if file.iteration is not None:
+        info["iteration"] = file.iteration
+    return CheckpointContents(path, "training", state, _parts_of(state), file.record.name, file.record.overrides, info)
 
 
 def _release_files(folder: Path) -> list[Path]:
@@ -116,23 +104,20 @@ def read_checkpoint(path: str | Path, ema: bool | None = False) -> CheckpointCon
     """Read one checkpoint file (training `.pt` or TorchScript `.jit`) without building a network.
 
     `ema`: use a training checkpoint's EMA weights (True), its regular ones (False), or EMA when present (None).
+    Any file that is not one raises CheckpointError (a ValueError) naming it; a missing one FileNotFoundError.
     """
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no such checkpoint: {path}")
     if path.is_dir():
-        raise ValueError(f"{path} is a folder; pass it to load_tokenizer, which looks inside")
-    try:
-        contents = _read_jit(path)
-    except RuntimeError:
-        contents = _read_training(path, ema)
+        raise CheckpointError(path, "is a folder; pass it to load_tokenizer, which looks inside")
+    contents = _read_jit(path) if file_kind(path) == "jit" else _read_training(path, ema)
     if not contents.state:
-        raise ValueError(f"{path}: found no network tensors (top-level keys: {contents.info.get('top_level_keys')})")
+        raise CheckpointError(path, f"found no network tensors (top-level keys: {contents.info.get('top_level_keys')})")
     if not contents.parts:
         sample = ", ".join(list(contents.state)[:5])
-        raise ValueError(
-            f"{path}: none of its {len(contents.state)} tensors belong to a tokenizer encoder or "
-            f"decoder (first keys: {sample})"
+        raise CheckpointError(
+            path,
+            f"none of its {len(contents.state)} tensors belong to a tokenizer encoder or "
+            f"decoder (first keys: {sample})",
         )
     return contents
 
@@ -163,29 +148,23 @@ def _width_overrides(state: dict[str, torch.Tensor]) -> dict[str, int]:
     return found
 
 
-def _mismatches(state: dict[str, torch.Tensor], parts: set[str], expected: dict[str, tuple[int, ...]]) -> list[str]:
+def _mismatches(state: dict[str, torch.Tensor], parts: set[str], expected: dict[str, tuple[int, ...]]) -> StateMismatch:
     """Key and shape differences between checkpoint weights and a model, for the parts the file holds.
 
     Constant Haar/FSQ buffers are left out: training checkpoints drop them, jit files always keep them.
     """
 
-    def in_parts(key: str) -> bool:
+    def required(key: str) -> bool:
         head = key.split(".")[0]
-        return (
+        in_parts = (
             head in parts
             or (head == "quant_conv" and "encoder" in parts)
             or (head == "post_quant_conv" and "decoder" in parts)
         )
+        return in_parts and not is_constant_buffer(key)
 
     weights = {k: v for k, v in state.items() if not is_constant_buffer(k)}
-    problems = [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [
-        f"shape of {k}: file {list(v.shape)} vs model {list(expected[k])}"
-        for k, v in weights.items()
-        if k in expected and tuple(v.shape) != expected[k]
-    ]
-    problems += [f"missing {k}" for k in expected if in_parts(k) and k not in weights and not is_constant_buffer(k)]
-    return problems
+    return StateMismatch.compare(shapes_of(weights), expected, required)
 
 
 def infer_model_name(contents: CheckpointContents) -> tuple[str, dict[str, Any]]:
@@ -247,19 +226,26 @@ def _load_into(tok: Tokenizer, state: dict[str, torch.Tensor], parts: set[str], 
     file built with other wavelets or FSQ levels is refused rather than silently mixed.
     """
     own = tok.state_dict()
-    problems = _mismatches(state, parts, {k: tuple(v.shape) for k, v in own.items()})
+    mismatch = _mismatches(state, parts, shapes_of(own))
     buffers = dict(tok.named_buffers())
     for key, value in state.items():
         if not is_constant_buffer(key):
             continue
         ref = buffers.get(key)
         if ref is None:
-            problems.append(f"unexpected {key}")
+            mismatch.unexpected.append(key)
         elif ref.shape != value.shape or not torch.equal(value, ref.to(value.dtype)):
-            problems.append(f"constant buffer {key} differs from Cosmos-Tokenize1's")
-    if problems:
-        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} problems)" if len(problems) > 8 else "")
-        raise ValueError(f"{source} does not fit {tok.name} {tok.config.to_dict()}: {shown}")
+            mismatch.wrong_shape.append(
+                (
+                    f"{key} (a constant buffer that differs from Cosmos-Tokenize1's)",
+                    tuple(value.shape),
+                    tuple(ref.shape),
+                )
+            )
+    if mismatch:
+        overrides = overrides_of(tok.name, tok.config)
+        model = tok.name + (f" with {overrides}" if overrides else "")
+        raise ValueError(f"{source} does not fit {model}: {mismatch.describe()}")
     tok.load_state_dict({k: v if is_constant_buffer(k) else state.get(k, v) for k, v in own.items()}, strict=True)
 
 

@@ -1,4 +1,6 @@
-"""Key conventions of the checkpoints vtok reads (spec sections 2.1-2.3), mapped to bare network keys.
+"""Key conventions of the checkpoints vtok reads and writes, mapped to bare network keys.
+
+The layouts are described in docs/design.md#training-files and #jit-files.
 
 Training checkpoints (`model.pt`, `iter_N.pt`) store `network.<key>` (maybe with `_orig_mod.`) and EMA
 copies as `ema.network-<key with '.' -> '-'>`; TorchScript files store the keys of `encoder_jit()` /
@@ -62,6 +64,12 @@ def training_state_dict(network_state: Mapping[str, torch.Tensor]) -> dict[str, 
     return {NETWORK_PREFIX + k: v for k, v in network_state.items() if not is_constant_buffer(k)}
 
 
-def ema_state_dict(network_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """EMA entries as the reference names them: `ema.network-encoder-conv_in-0-conv3d-weight`."""
-    return {EMA_PREFIX + k.replace(".", "-"): v.float() for k, v in network_state.items() if not is_constant_buffer(k)}
+def ema_key(name: str) -> str:
+    """NVIDIA's key of the EMA copy of network weight `name`: `ema.network-encoder-conv_in-0-conv3d-weight`."""
+    return EMA_PREFIX + name.replace(".", "-")
+
+
+def ema_state_dict(ema_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """EMA weights (bare network keys) under NVIDIA's `ema.network-*` keys, in fp32; the inverse of
+    `network_state_dict(..., ema=True)`."""
+    return {ema_key(k): v.float() for k, v in ema_state.items() if not is_constant_buffer(k)}

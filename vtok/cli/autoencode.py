@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
-from ..inference.pipeline import Pipeline
-from ..io import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    VideoWriter,
-    expand_patterns,
-    iter_frames,
-    output_path,
-    output_paths,
-    probe_video,
-    read_image,
-    write_image,
-)
-from .batch import run_batch
+from ..inference.media import autoencode_image, autoencode_video
+from ..inference.per_file import run_per_file
+from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, output_path, output_paths
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
@@ -59,27 +47,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def autoencode_video(
-    pipeline: Pipeline,
-    source: Path,
-    target: Path,
-    *,
-    fps: float | None = None,
-    input_target: Path | None = None,
-    crf: int = 18,
-) -> int:
-    """Write the reconstruction of `source` to `target` (and its resized input to `input_target`); frame count."""
-    rate = Fraction(fps) if fps else probe_video(source).fps
-    with VideoWriter(target, rate, crf) as writer:
-        for frame in pipeline.autoencode(iter_frames(source)):
-            writer.write(frame)
-    if input_target is not None:
-        with VideoWriter(input_target, rate, crf) as writer:
-            for frame in pipeline.prepare(iter_frames(source)):
-                writer.write(frame)
-    return writer.frames_written
-
-
 def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
     files = expand_patterns(
@@ -99,15 +66,12 @@ def run(args: argparse.Namespace) -> int:
             return False
         input_target = output_path(source, files, args.output_dir, suffix, "_input") if args.save_input else None
         if images:
-            image = read_image(source)
-            write_image(target, pipeline.autoencode_image(image))
-            if input_target is not None:
-                write_image(input_target, next(pipeline.prepare([image])))
+            autoencode_image(pipeline, source, target, input_target)
         else:
             autoencode_video(pipeline, source, target, fps=args.output_fps, input_target=input_target, crf=args.crf)
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
-    report = run_batch(files, job, "autoencode")
+    report = run_per_file(files, job, "autoencode")
     print(report.summary("autoencode"))
     return report.exit_code

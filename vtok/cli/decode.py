@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
-from ..inference.pipeline import FrameLayout, Pipeline
-from ..io import VideoWriter, expand_patterns, output_path, write_image
+from ..inference.media import write_decoded
+from ..inference.per_file import run_per_file
+from ..io import expand_patterns, output_path
 from ..io.tokens import load_tokens, read_token_meta
-from .batch import run_batch
 from .inference_args import add_checkpoint_args, engine_from_args
 
 
@@ -62,23 +61,10 @@ def run(args: argparse.Namespace) -> int:
         tokens, meta = load_tokens(path)
         suffix = ".png" if meta.media == "image" else ".mp4"
         target = output_path(path, files, args.output_dir, suffix, default_folder="decoded")
-        pipeline = Pipeline(
-            engine,
-            temporal_window=meta.temporal_window or None,
-            temporal_overlap=meta.temporal_overlap if meta.temporal_window else None,
-            tile=tile,
-            tile_overlap=args.tile_overlap,
-        )
-        layout = FrameLayout(meta.height, meta.width, tuple(meta.padding))
-        if meta.media == "image":
-            write_image(target, pipeline.decode_image(tokens, layout))
-            return True
-        with VideoWriter(target, Fraction(meta.fps), args.crf) as writer:
-            for frame in pipeline.decode(tokens, layout, meta.num_frames):
-                writer.write(frame)
+        write_decoded(engine, tokens, meta, target, tile, args.tile_overlap, args.crf)
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
-    report = run_batch(files, job, "decode")
+    report = run_per_file(files, job, "decode")
     print(report.summary("decode"))
     return report.exit_code

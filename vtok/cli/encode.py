@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..inference.engine import TokenizerEngine
-from ..inference.pipeline import FrameLayout, Pipeline
-from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, iter_frames, output_paths, probe_video, read_image
-from ..io.tokens import TokenMeta, is_complete, save_tokens
-from ..networks.config import overrides_of
-from .batch import run_batch
+from ..inference.media import encode_image, encode_video
+from ..inference.per_file import run_per_file
+from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, output_paths
+from ..io.tokens import is_complete, save_tokens
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
@@ -40,37 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _meta(
-    engine: TokenizerEngine,
-    pipeline: Pipeline,
-    source: Path,
-    layout: FrameLayout,
-    media: str,
-    fps: str,
-    num_frames: int,
-    source_size: tuple[int, int],
-    checkpoint: list[str],
-) -> TokenMeta:
-    windows = pipeline.windows
-    return TokenMeta(
-        model=engine.name,
-        overrides=overrides_of(engine.name, engine.config),
-        kind="discrete" if engine.is_discrete else "continuous",
-        media=media,
-        fps=fps,
-        num_frames=num_frames,
-        height=layout.height,
-        width=layout.width,
-        padding=layout.padding,
-        source=str(source),
-        source_height=source_size[0],
-        source_width=source_size[1],
-        temporal_window=windows.frames if windows else 0,
-        temporal_overlap=windows.overlap if windows else 0,
-        checkpoint=checkpoint,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     images = args.image_pattern is not None
     files = expand_patterns(
@@ -80,26 +47,16 @@ def run(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
     pipeline = pipeline_from_args(args, engine)
     checkpoint = [str(p) for p in (args.checkpoint, args.checkpoint_enc) if p is not None]
+    encode = encode_image if images else encode_video
 
     def job(source: Path) -> bool:
         target = targets[source]
         if not args.overwrite and is_complete(target):
             return False
-        if images:
-            image = read_image(source)
-            tokens, layout = pipeline.encode_image(image)
-            meta = _meta(engine, pipeline, source, layout, "image", "", 1, image.shape[:2], checkpoint)
-        else:
-            info = probe_video(source)
-            tokens, layout, num_frames = pipeline.encode(iter_frames(source))
-            fps = f"{info.fps.numerator}/{info.fps.denominator}"
-            meta = _meta(
-                engine, pipeline, source, layout, "video", fps, num_frames, (info.height, info.width), checkpoint
-            )
-        save_tokens(target, tokens, meta)
+        save_tokens(target, *encode(pipeline, source, checkpoint))
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
-    report = run_batch(files, job, "encode")
+    report = run_per_file(files, job, "encode")
     print(report.summary("encode"))
     return report.exit_code

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from pathlib import Path
 
-from ..evaluation import ModelScores, evaluate_video, mean_scores, write_csv, write_json, write_plot
-from ..io import VIDEO_SUFFIXES, expand_patterns, output_path
+from ..evaluation import evaluate_videos, format_table
+from ..io import VIDEO_SUFFIXES, expand_patterns
 from ..metrics import LPIPS, find_lpips_weights
-from .batch import run_batch
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
@@ -64,62 +62,20 @@ def run(args: argparse.Namespace) -> int:
     weights = find_lpips_weights(args.lpips_weights)
     lpips = LPIPS.from_files(*weights) if weights else None
     runs = [("A", args)] + ([("B", _baseline_args(args))] if args.baseline else [])
-    pipelines, results = {}, []
+    pipelines, checkpoints = {}, {}
     for label, run_args in runs:
         engine = engine_from_args(run_args)
         pipelines[label] = pipeline_from_args(run_args, engine)
-        results.append(ModelScores(label, _describe(run_args), engine.name))
-        print(f"{label}: {engine.name} from {_describe(run_args)} ({engine.describe()})")
-    if lpips is not None:
-        lpips = lpips.to(pipelines["A"].engine.device)
-    else:
+        checkpoints[label] = _describe(run_args)
+        print(f"{label}: {engine.name} from {checkpoints[label]} ({engine.describe()})")
+    if lpips is None:
         print("LPIPS: not computed (no local weights; see --lpips_weights)")
-
-    started = time.perf_counter()
-
-    def job(source: Path) -> bool:
-        side = output_path(source, files, args.output_dir / "videos", ".mp4") if args.save_videos else None
-        scores = evaluate_video(source, pipelines, lpips=lpips, side_by_side=side)
-        for model in results:
-            model.videos[str(source)] = scores[model.label]
-        return True
-
-    report = run_batch(files, job, "evaluate")
-    settings = {
-        "video_pattern": args.video_pattern,
-        "engine": pipelines["A"].engine.describe(),
-        "short_size": args.short_size,
-        "temporal_window": pipelines["A"].windows.frames,
-        "temporal_overlap": pipelines["A"].windows.overlap,
-        "tile": args.tile,
-        "seconds": round(time.perf_counter() - started, 2),
-        "failed": [str(p) for p, _ in report.failed],
-    }
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    written = [
-        write_csv(args.output_dir / "metrics.csv", results),
-        write_json(args.output_dir / "metrics.json", results, settings),
-    ]
-    if any(m.videos for m in results):
-        written.append(write_plot(args.output_dir / "psnr_per_frame.png", results))
-    print(_table(results))
-    print(report.summary("evaluate"))
-    for path in written:
+    settings = {"video_pattern": args.video_pattern, "short_size": args.short_size, "tile": args.tile}
+    evaluation = evaluate_videos(
+        files, pipelines, checkpoints, args.output_dir, lpips=lpips, save_videos=args.save_videos, settings=settings
+    )
+    print(format_table(evaluation.models))
+    print(evaluation.report.summary("evaluate"))
+    for path in evaluation.written:
         print(f"wrote {path}")
-    return report.exit_code
-
-
-def _table(results: list[ModelScores]) -> str:
-    header = f"{'model':<6} {'videos':>6} {'frames':>7} {'PSNR':>8} {'PSNR pooled':>12} {'SSIM':>7} {'LPIPS':>7}"
-    lines = [header]
-    for m in results:
-        s = mean_scores(m)
-        if not s.get("videos"):
-            lines.append(f"{m.label:<6} {0:>6}")
-            continue
-        lp = "-" if s["lpips"] is None else f"{s['lpips']:.4f}"
-        lines.append(
-            f"{m.label:<6} {s['videos']:>6} {s['frames']:>7} {s['psnr']:>8.2f} {s['psnr_pooled']:>12.2f} "
-            f"{s['ssim']:>7.4f} {lp:>7}"
-        )
-    return "\n".join(lines)
+    return evaluation.report.exit_code

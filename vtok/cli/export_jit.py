@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..checkpoint import load_tokenizer
 from ..checkpoint.export import export_jit
-from .common import DTYPES, add_device_args, resolve_device
+from ..devices import DTYPES, resolve_device
+from .device_args import add_device_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

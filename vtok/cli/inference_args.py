@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..devices import resolve_device, resolve_dtype
 from ..inference.engine import MODES, TokenizerEngine, load_engine
 from ..inference.pipeline import Pipeline
 from ..inference.windows import DEFAULT_WINDOW
 from ..networks.config import MODEL_NAMES
-from .common import add_device_args, resolve_device, resolve_dtype
+from .device_args import add_device_args
 
 
 def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "encoder and decoder") -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .. import __version__
+from ..version import __version__
 from . import (
     autoencode,
     decode,
@@ -20,6 +20,7 @@ from . import (
     models,
     train,
 )
+from .train import ONE_LINE_ERRORS
 
 COMMANDS = (
     demo,
@@ -57,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"vtok: error: {err}", file=sys.stderr)
+    except ONE_LINE_ERRORS as err:
+        print(f"vtok: error: {str(err).strip(chr(39))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vtok: interrupted (finished files are kept; run the command again to continue)", file=sys.stderr)

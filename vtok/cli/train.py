@@ -1,10 +1,30 @@
-"""`vtok train [--] [--dryrun] experiment=NAME key=value ...`: one training process (torchrun: `-m vtok.train`)."""
+"""`vtok train` and `python -m vtok.train`: `[--] [--dryrun] experiment=NAME key=value ...`, under torchrun or alone.
+
+    torchrun --nproc_per_node=8 -m vtok.train -- experiment=Cosmos_Tokenize1_CV4x8x8_360p_HDVILA trainer.max_iter=1000
+    python -m vtok.train experiment=mock_Cosmos_Tokenize1_CV4x8x8_360p_HDVILA
+
+The config is parsed and validated before anything is built; `${now}` in the job name is resolved once, with
+rank 0's clock, so every rank writes to one job folder. The work is vtok.training.train(config).
+
+Exit codes: 0 done; 1 an error, in one line (bad data or checkpoint, a failed save, too many non-finite steps,
+another rank lost); 2 a bad command line; 143 stopped by SIGTERM after saving a checkpoint (rerun the same
+command to resume).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from datetime import datetime
 
-from ..config.cli import usage
+from ..config.arguments import format_config, parse_train_args, resolve_now, usage
+from ..training.faults import PREEMPTED_EXIT_CODE, NonFiniteStepsError
+from ..training.resume import check_start
+from ..training.run import PeerLostError, current_rank, train
+from ..training.saving import CheckpointSaveError
+
+ONE_LINE_ERRORS = (ValueError, FileNotFoundError, KeyError, CheckpointSaveError, NonFiniteStepsError, PeerLostError)
+PROG = "vtok.train"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,10 +37,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dryrun", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs=argparse.REMAINDER, help="experiment=NAME and key=value overrides")
-    p.set_defaults(func=run)
+    p.set_defaults(func=lambda args: main((["--dryrun"] if args.dryrun else []) + list(args.overrides)))
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..train import run as train
-
-    return train((["--dryrun"] if args.dryrun else []) + list(args.overrides))
+def main(argv: list[str] | None = None) -> int:
+    """Parse, then print (`--dryrun`) or train; returns the exit code."""
+    try:
+        config, flags = parse_train_args(sys.argv[1:] if argv is None else argv)
+    except ValueError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    for note in flags.notes:
+        print(f"{PROG}: {note}", file=sys.stderr)
+    if flags.dryrun:
+        print(format_config(config))
+        return 0
+    try:  # a missing or unreadable starting checkpoint, before any process group or job folder
+        check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 1
+    try:
+        result = train(config)
+    except ONE_LINE_ERRORS as err:
+        print(f"{PROG}: error (rank {current_rank()}): {str(err).strip(chr(39))}", file=sys.stderr)
+        return 1
+    return PREEMPTED_EXIT_CODE if result.preempted else 0

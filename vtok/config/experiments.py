@@ -1,8 +1,8 @@
 """Named experiments: NVIDIA's `video_basic`, the four Tokenize1 HDVILA post-training runs and their mock variants.
 
-The HDVILA experiments carry the reference's settings (spec 4.1): the released network, `hdvila_video720`
+The HDVILA experiments carry the reference's settings: the released network, `hdvila_video720`
 or `hdvila_video360` data, crop_height 256, 121 frames for CV8x8x8 and 49 for the others, batch 1, the
-released `model.pt` loaded strictly with its training state. Note spec 7.1 item 9: with
+released `model.pt` loaded strictly with its training state. Note (docs/design.md#resume-order): with
 `load_training_state=True` the optimizer's lr/betas/weight decay and the iteration come from the file
 (the schedule and `trainer.max_iter` count from the pretrained iteration). Set
 `checkpoint.load_optimizer_hparams=false` to keep the config's hyper-parameters, or

@@ -228,8 +228,8 @@ def _intro(cls: type) -> str:
 
 
 def _clean(text: str) -> str:
-    """Text without references to the internal spec (users do not have it)."""
-    return re.sub(r"\s*\(spec [^)]*\)|,? of spec [0-9.]+", "", text)
+    """Text without pointers into docs/design.md (the reference page links it once, at the top)."""
+    return re.sub(r"\s*\(docs/design\.md#[^)]*\)", "", text)
 
 
 def _parent(name: str) -> str | None:

@@ -1,9 +1,9 @@
-"""Typed settings of a training run (spec 4.1, 4.3, 4.5, 4.6), shaped so NVIDIA's override keys keep their meaning.
+"""Typed settings of a training run, shaped so NVIDIA's override keys keep their meaning (docs/design.md#loop).
 
 The nesting follows NVIDIA's config tree: `trainer.max_iter`, `checkpoint.jit.input_shape`,
 `model.config.network.<field>`, `model.config.loss.config.<term>.config.<field>`, `dataloader_train.dataset.*`.
-Defaults are NVIDIA's base settings (`make_config`, spec 4.1) and optimizer defaults (spec 4.5); the loss
-terms are `vtok.training.loss_config`'s dataclasses, wrapped in NVIDIA's `.config.` levels. The experiments in
+Defaults are NVIDIA's base settings (its `make_config`) and optimizer defaults; the loss
+terms are `vtok.losses.config`'s dataclasses, wrapped in NVIDIA's `.config.` levels. The experiments in
 `vtok.config.experiments` change the defaults as the reference does. `Config.validate()` raises ValueError
 with the full dotted key of the first setting that cannot work.
 """
@@ -18,9 +18,7 @@ from typing import Literal
 
 from ..data.config import DatasetConfig, LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
-from ..networks.config import NAMED_CONFIGS, TokenizerConfig, canonical_name, get_config
-from ..training.consistency import check_windows
-from ..training.loss_config import (
+from ..losses.config import (
     ColorConfig,
     FlowConfig,
     KLConfig,
@@ -28,6 +26,8 @@ from ..training.loss_config import (
     PerceptualConfig,
     VideoConsistencyConfig,
 )
+from ..losses.consistency import check_windows
+from ..networks.config import NAMED_CONFIGS, TokenizerConfig, canonical_name, get_config
 
 DEFAULT_NETWORK = "CV8x8x8-720p"
 
@@ -42,7 +42,7 @@ class JobConfig:
 
     project: str = "posttraining"
     group: str = "debug"
-    name: str = "default"  # may hold NVIDIA's `${now:%Y-%m-%d}`: see vtok.config.cli.resolve_now
+    name: str = "default"  # may hold NVIDIA's `${now:%Y-%m-%d}`: see vtok.config.arguments.resolve_now
     output_root: str | None = None  # None: $OUTPUT_ROOT, else "checkpoints" (NVIDIA's layout)
 
     def folder(self) -> Path:
@@ -61,7 +61,7 @@ class JobConfig:
 
 @dataclass
 class TrainerConfig:
-    """The loop: length, validation and logging cadence, precision, distribution (spec 4.5, 4.6)."""
+    """The loop: length, validation and logging cadence, precision, distribution."""
 
     max_iter: int = 10_000_000
     validation_iter: int = 5000
@@ -105,7 +105,7 @@ class TrainerConfig:
 
 @dataclass
 class JitConfig:
-    """TorchScript exports written beside each checkpoint: `iter_N_{enc,dec,ema}.jit` (spec 2.1)."""
+    """TorchScript exports written beside each checkpoint: `iter_N_{enc,dec,ema}.jit`."""
 
     enabled: bool = True
     input_shape: tuple[int, ...] | None = None  # [B,C,T,H,W] tracing example; None: the smallest valid one
@@ -114,7 +114,7 @@ class JitConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Saving and loading (spec 2.2, 2.3): the job's latest checkpoint wins, then `load_path`, then scratch."""
+    """Saving and loading: the job's latest checkpoint wins, then `load_path`, then scratch."""
 
     save_iter: int = 5000
     load_path: str | None = None  # NVIDIA's model.pt, or any file vtok.load_tokenizer reads
@@ -136,7 +136,7 @@ class CheckpointConfig:
 
 @dataclass
 class OptimizerConfig:
-    """AdamW, decoupled weight decay, with the reference's hyper-parameters (spec 4.5)."""
+    """AdamW, decoupled weight decay, with the reference's hyper-parameters."""
 
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -213,7 +213,7 @@ class VideoConsistencyTerm:
 
 @dataclass
 class LossTerms:
-    """The loss terms under NVIDIA's keys (`<term>.config.<field>`); the settings are vtok.training's."""
+    """The loss terms under NVIDIA's keys (`<term>.config.<field>`); the settings are vtok.losses'."""
 
     color: ColorTerm = field(default_factory=ColorTerm)
     perceptual: PerceptualTerm = field(default_factory=PerceptualTerm)
@@ -234,7 +234,7 @@ class LossSpec:
     on_missing_vgg_weights: Literal["error", "warn"] = "error"  # warn: train without the term, one warning line
 
     def to_loss_config(self) -> LossConfig:
-        """The settings `vtok.training.build_losses` takes (a copy)."""
+        """The settings `vtok.losses.build_losses` takes (a copy)."""
         terms = copy.deepcopy(self.config)
         return LossConfig(**{name: getattr(terms, name).config for name in LOSS_TERMS}, reduce=terms.reduce)
 
@@ -278,7 +278,7 @@ class ModelSpec:
 
 
 def _mock_loader(res: str = "720") -> LoaderConfig:
-    """NVIDIA's registered data defaults (spec 5.1): batch 1, 25 frames, crop 128, 8 workers."""
+    """NVIDIA's registered data defaults: batch 1, 25 frames, crop 128, 8 workers."""
     return LoaderConfig(dataset=DatasetConfig(name=f"mock_video{res}", num_video_frames=25, crop_height=128))
 
 
@@ -366,7 +366,7 @@ def _prefixed(key: str, check, field_names: list[str]) -> None:
 
 
 def _validate_jit_shape(shape: tuple[int, ...] | None, network: TokenizerConfig) -> None:
-    """A tracing example the network accepts, with more than one latent frame (spec 7.1 item 5)."""
+    """A tracing example the network accepts, with more than one latent frame (docs/design.md#jit-files)."""
     if shape is None:
         return
     key = "checkpoint.jit.input_shape"

@@ -1,4 +1,4 @@
-"""Training data: named datasets, video manifests, seek-decoded windows with spec 5.3 augmentations, loaders."""
+"""Training data: named datasets, video manifests, seek-decoded windows with NVIDIA's augmentations, loaders."""
 
 from .config import AugmentConfig, DatasetConfig, LoaderConfig
 from .decode import read_window

@@ -3,7 +3,7 @@
 `dataloader_train.dataset.video_pattern='my/*.mp4'`, `dataloader_train.batch_size=2` and the like name fields
 here. These are plain dataclasses; parsing `key=value` overrides into them is the trainer's job.
 
-About `crop_height` (spec 5.1, 7.2 item 5): NVIDIA's `crop_height` is really the crop's *long* side. With
+About `crop_height` (docs/design.md#datasets): NVIDIA's `crop_height` is really the crop's *long* side. With
 `crop_height=256` a 16:9 clip is cropped to 256 wide x 144 high and a 9:16 clip to 144 x 256, so the crop
 follows each clip's aspect ratio. vtok keeps that meaning when `crop_width` is None. Set both `crop_height`
 and `crop_width` to get exactly that height and width for every clip, whatever its aspect ratio.
@@ -18,7 +18,7 @@ MOCK_CONTENTS = ("uniform", "shapes")
 
 @dataclass
 class AugmentConfig:
-    """Training augmentations of spec 5.3, with every probability honoured (NVIDIA ignores the flip's)."""
+    """NVIDIA's training augmentations, with every probability honoured (NVIDIA ignores the flip's)."""
 
     raw_crop_prob: float = 0.1  # crop at the source resolution, without resizing, when the frame is large enough
     reverse_prob: float = 0.5  # play the window backwards
@@ -52,7 +52,7 @@ class DatasetConfig:
     probe_workers: int = 8  # threads that probe videos missing from the manifest
     decode_threads: int = 1  # FFmpeg threads per loader worker: 1 when workers fill the cores; 0: FFmpeg's choice
     max_consecutive_failures: int = 100  # unreadable windows in a row before a sample gives up with an error
-    mock_length: int = 32768  # samples per epoch of a mock source (spec 5.4)
+    mock_length: int = 32768  # samples per epoch of a mock source, as NVIDIA's
     mock_content: str = "uniform"  # mock clips: "uniform" noise as NVIDIA, or "shapes" moving over a gradient
 
     def validate(self) -> None:

@@ -1,6 +1,6 @@
 """The training and validation DataLoaders: a sampler per rank, seeded workers, and an epoch every worker sees.
 
-Unlike NVIDIA's loaders (no shuffling, no distributed sampler, spec 7.2 item 1), each rank reads its own
+Unlike NVIDIA's loaders (no shuffling, no distributed sampler), each rank reads its own
 share of the windows, shuffled anew every epoch for training. The sampler hands `(epoch, index)` pairs to
 the dataset, so even persistent workers know the epoch; call `set_epoch(loader, epoch)` (or
 `loader.sampler.set_epoch`) before each epoch, as with any DistributedSampler.

@@ -1,4 +1,4 @@
-"""Synthetic clips for debug runs (`mock_video{res}`, spec 5.4), deterministic per (seed, epoch, index).
+"""Synthetic clips for debug runs (`mock_video{res}`, NVIDIA's mock data), deterministic per (seed, epoch, index).
 
 NVIDIA's mock clips are uniform noise, `2 * rand(3, T, h, w) - 1`, at the 16:9 crop size (256x144 for
 crop_height 256; the validation table's 16:9 entry when crop_height is None), 32768 per epoch. vtok gives

@@ -1,9 +1,9 @@
 """Named datasets (`hdvila_video720`, `mock_video360`, ...), NVIDIA's resolution tables and aspect buckets.
 
-A name is a source plus a resolution (spec 5.1). The source gives the files (a glob relative to the working
-directory, as NVIDIA's `_VIDEO_PATTERN_DICT`), or none for the synthetic `mock`; the resolution only picks
+A name is a source plus a resolution (docs/design.md#datasets). The source gives the files (a glob relative to
+the working directory, as NVIDIA's `_VIDEO_PATTERN_DICT`), or none for the synthetic `mock`; the resolution only picks
 the resize table. A config's own `video_pattern` replaces the source's files, so any folder of videos
-trains under any name without a code edit. Note that "360" means a 320-pixel short side (spec 7.2 item 6).
+trains under any name without a code edit. Note that "360" means a 320-pixel short side.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A map-style dataset of video windows: `num_video_frames` frames every `frame_stride`, cropped per spec 5.3.
+"""A map-style dataset of video windows: `num_video_frames` frames every `frame_stride`, cropped as NVIDIA crops.
 
 Windows. NVIDIA starts a window at every frame, so a video of N frames gives N-T+1 nearly identical
 samples. vtok starts them every `start_interval` frames (default: half a window's span), and in training
@@ -88,7 +88,7 @@ class _Video:
 
 
 class VideoWindowDataset(Dataset):
-    """Windows of real videos for one split, decoded by seeking and augmented per spec 5.3."""
+    """Windows of real videos for one split, decoded by seeking and augmented as NVIDIA's (docs/design.md#datasets)."""
 
     def __init__(self, cfg: DatasetConfig, split: str = "train", seed: int = 0, progress: bool = False) -> None:
         if split not in SPLITS:

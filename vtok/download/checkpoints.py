@@ -1,4 +1,4 @@
-"""Fetching NVIDIA's released Cosmos-Tokenize1 checkpoints from the Hugging Face Hub (spec section 6.1).
+"""Fetching NVIDIA's released Cosmos-Tokenize1 checkpoints from the Hugging Face Hub (docs/design.md#downloads).
 
 Model `<type>` comes from the repo `nvidia/Cosmos-Tokenize1-<type>` into `<checkpoint_dir>/Cosmos-Tokenize1-<type>/`.
 huggingface_hub lists the repo (commit, file sizes) and supplies the file URLs and auth headers; each file is then
@@ -29,8 +29,8 @@ from huggingface_hub import HfApi, get_token, hf_hub_url
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, build_hf_headers
 
-from .. import __version__
 from ..networks.config import MODEL_NAMES, canonical_name
+from ..version import __version__
 from .fetch import DownloadError, HttpDownloader
 
 REPO_PREFIX = "nvidia/Cosmos-Tokenize1-"
@@ -40,7 +40,7 @@ PARTIAL_DIR = MANIFEST.parent  # where files are staged until complete and check
 RETRIES = 3  # failed transfer attempts in a row, without progress, before a file is given up for this run
 RETRY_WAIT = 1.0  # seconds before the first of those retries, doubling after each
 
-# MD5s of the released files, from NVIDIA's download script (spec 6.1). model.pt, config.json and the
+# MD5s of the released files, from NVIDIA's download script. model.pt, config.json and the
 # image models are not listed there; those files are checked by size only.
 RELEASE_MD5: dict[str, dict[str, str]] = {
     "CV8x8x8-720p": {

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import IO, Protocol
 from urllib.parse import urlparse
 
-from .. import __version__
 from ..io.errors import MediaError
 from ..io.video import probe_video
+from ..version import __version__
 
 YOUTUBE_HOSTS = ("youtube.com", "youtu.be", "youtube-nocookie.com")
 YOUTUBE_INSTALL_HINT = "YouTube URLs need yt-dlp (or pytubefix): pip install yt-dlp"

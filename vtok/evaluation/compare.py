@@ -1,7 +1,7 @@
 """Stream a video through one or more tokenizers and score every reconstructed frame against the input.
 
 PSNR is reported both ways published numbers use: the mean of per-frame PSNRs (NVIDIA's training
-validation, spec 4.4) and the PSNR of the MSE pooled over all frames and pixels of the video (TokenBench).
+validation, docs/design.md#metrics) and the PSNR of the MSE pooled over all frames and pixels of the video (TokenBench).
 SSIM is per frame with data_range 255, meaned per video; LPIPS likewise when its weights are given.
 """
 

@@ -32,6 +32,23 @@ def mean_scores(scores: ModelScores) -> dict[str, float | int | None]:
     }
 
 
+def format_table(results: Sequence[ModelScores]) -> str:
+    """One line per model: videos, frames, PSNR (both ways), SSIM, LPIPS ('-' without weights)."""
+    header = f"{'model':<6} {'videos':>6} {'frames':>7} {'PSNR':>8} {'PSNR pooled':>12} {'SSIM':>7} {'LPIPS':>7}"
+    lines = [header]
+    for m in results:
+        s = mean_scores(m)
+        if not s.get("videos"):
+            lines.append(f"{m.label:<6} {0:>6}")
+            continue
+        lp = "-" if s["lpips"] is None else f"{s['lpips']:.4f}"
+        lines.append(
+            f"{m.label:<6} {s['videos']:>6} {s['frames']:>7} {s['psnr']:>8.2f} {s['psnr_pooled']:>12.2f} "
+            f"{s['ssim']:>7.4f} {lp:>7}"
+        )
+    return "\n".join(lines)
+
+
 def _fmt(value: float | int | None) -> str:
     return "" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
 

@@ -8,7 +8,6 @@ as they are. Both give tokens in NVIDIA's format: latents `[B,C,t,h,w]` or int i
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import load_tokenizer, resolve_checkpoint
+from ..checkpoint.reader import read_jit_file
+from ..devices import resolve_device
 from ..networks.config import TokenizerConfig
 
 MODES = ("torch", "jit")
@@ -118,9 +119,7 @@ def _load_jit_engine(
                 f"{item.path} is not a TorchScript file; --mode jit runs .jit files only "
                 "(use --mode torch for model.pt / iter_N.pt)"
             )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=DeprecationWarning)
-            module = torch.jit.load(str(item.path), map_location=device).eval().to(dtype)
+        module = read_jit_file(item.path, map_location=device)[0].eval().to(dtype)
         if item.parts == {"encoder", "decoder"}:
             engine.autoencode_fn = lambda x, m=module: _first(m(x))
         elif item.parts == {"encoder"}:
@@ -146,7 +145,7 @@ def load_engine(
         raise ValueError(f"--mode must be one of {MODES}, got {mode!r}")
     as_path = lambda p: None if p is None else Path(p)  # noqa: E731
     paths = _checkpoint_paths(as_path(checkpoint), as_path(checkpoint_enc), as_path(checkpoint_dec))
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(str(device) if device is not None else None)
     siblings = checkpoint is not None  # --checkpoint_enc/--checkpoint_dec load exactly what they name
     if mode == "jit":
         return _load_jit_engine(paths, tokenizer_type, device, dtype, siblings)

@@ -1,7 +1,7 @@
 """Long videos in temporal windows: memory bounded by the window, and no seam where windows meet.
 
 NVIDIA's `video_cli` cuts a video into independent 17-frame windows, so every window restarts the
-causal model's first-frame encoding and a seam shows every 17 frames (spec 3.2, 7.1 item 12). vtok
+causal model's first-frame encoding and a seam shows every 17 frames (docs/design.md#windows). vtok
 instead starts each window `overlap` frames (a multiple of the temporal compression `tc`) before the end
 of the previous one, on the latent grid of a whole-clip pass:
 - encoding keeps, from every window after the first, only the latents past its warm-up (its first,

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..networks.vgg import TAP_CHANNELS, VGG16Features, check_state_dict, load_vgg16_features, read_state_dict
+from ..checkpoint.auxiliary import check_state_dict, load_vgg16_features
+from ..checkpoint.reader import read_state_dict
+from ..networks.vgg import TAP_CHANNELS, VGG16Features
 from .psnr import check_frame_pair
 
 WEIGHTS_ENV = "VTOK_LPIPS_WEIGHTS"

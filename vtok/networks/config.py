@@ -1,4 +1,4 @@
-"""Typed network configs and the eight named Cosmos-Tokenize1 models (spec sections 1.1 and 1.10).
+"""Typed network configs and the eight named Cosmos-Tokenize1 models (docs/design.md#networks).
 
 Field names follow NVIDIA's config dicts (`networks/configs.py`), so a reference dict can be passed
 straight to `TokenizerConfig(**d)` and an override key means what NVIDIA's docs say it means.

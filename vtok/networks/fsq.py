@@ -1,4 +1,4 @@
-"""Finite scalar quantization exactly as Cosmos-Tokenize1 does it (spec section 1.7).
+"""Finite scalar quantization exactly as Cosmos-Tokenize1 does it (docs/design.md#fsq).
 
 The rounding always runs in float32, whatever the network's dtype, so bf16 and fp32 models give the
 same indices; codes come back in the dtype of the input. Decoding indices is a lookup into the

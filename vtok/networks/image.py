@@ -1,4 +1,4 @@
-"""2D encoder/decoder of the Cosmos-Tokenize1 image models (spec section 1.10), LDM-style."""
+"""2D encoder/decoder of the Cosmos-Tokenize1 image models LDM-style (docs/design.md#networks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Causal factorized 3D building blocks of the Cosmos-Tokenize1 video networks (spec section 1.2).
+"""Causal factorized 3D building blocks of the Cosmos-Tokenize1 video networks (docs/design.md#networks).
 
 Attribute names (`conv3d`, `norm`, `conv1.0`, ...) are part of the checkpoint format: they give the
 state_dict keys of NVIDIA's files, so they must not change. Everything is written with ops that trace
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import swish
-from .fastpath import memory_format_of
+from .memory_format import memory_format_of
 
 
 def prepend_first_frame(x: torch.Tensor, count: int) -> torch.Tensor:

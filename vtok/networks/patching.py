@@ -1,4 +1,4 @@
-"""Haar wavelet patchers (spec section 1.3): lossless space/time-to-channel transforms.
+"""Haar wavelet patchers (docs/design.md#networks): lossless space/time-to-channel transforms.
 
 One Haar round maps each pair (a, b) along an axis to ((a+b)/2, (a-b)/2) and stacks the sub-bands on
 the channel axis, in the reference's band order (time, then height, then width; low before high). With

@@ -3,7 +3,7 @@
 Submodules are registered in NVIDIA's order (encoder, decoder, quant_conv, post_quant_conv, then
 distribution or quantizer), which fixes the state_dict order and the parameter order optimizers see.
 `encoder_jit()`/`decoder_jit()` give modules whose traced forward and state_dict match NVIDIA's
-encoder.jit/decoder.jit (spec section 2.1).
+encoder.jit/decoder.jit (docs/design.md#jit-files).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from .config import TokenizerConfig
-from .fastpath import memory_format_of
+from .config import TokenizerConfig, canonical_name, get_config
 from .fsq import FSQuantizer, InvQuantizerJit
 from .image import Decoder, Encoder
 from .layers3d import pointwise_conv
+from .memory_format import memory_format_of
 from .video import DecoderFactorized, EncoderFactorized
 
 
@@ -240,3 +240,12 @@ class DiscreteTokenizer(Tokenizer):
 def tokenizer_from_config(config: TokenizerConfig, name: str | None = None) -> Tokenizer:
     cls = DiscreteTokenizer if config.is_discrete else ContinuousTokenizer
     return cls(config, name)
+
+
+def build_tokenizer(name: str, **overrides: Any) -> Tokenizer:
+    """A randomly initialized tokenizer by model name (e.g. 'CV8x8x8-720p'), with config overrides.
+
+    Unknown override fields raise ValueError naming them. Build on `torch.device('meta')` to get the
+    structure without allocating weights.
+    """
+    return tokenizer_from_config(get_config(name, **overrides), canonical_name(name))

@@ -1,4 +1,4 @@
-"""Factorized causal video encoder and decoder (spec sections 1.4 and 1.5)."""
+"""Factorized causal video encoder and decoder, with NVIDIA's names and stage placement (docs/design.md#networks)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from torch import nn
 
 from .common import build_down_levels, build_up_levels, new_mid, run_level, run_mid, swish
 from .config import TokenizerConfig
-from .fastpath import memory_format_of
 from .layers3d import (
     CausalHybridDownsample3d,
     CausalHybridUpsample3d,
@@ -16,6 +15,7 @@ from .layers3d import (
     attention_pair,
     factorized_conv,
 )
+from .memory_format import memory_format_of
 from .patching import Patcher3D, UnPatcher3D
 
 

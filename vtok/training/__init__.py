@@ -1,38 +1,9 @@
-"""Post-training pieces: loss weight schedules, loss settings and the training losses of spec 4.3."""
+"""Post-training: the loop, its EMA, precision, optimizer, saving and resuming, DDP/FSDP2 and fault handling.
 
-from .consistency import VideoConsistencyLoss
-from .flow import FlowLoss, load_flow_network
-from .loss_config import (
-    LAYER_WEIGHTS,
-    ColorConfig,
-    FlowConfig,
-    KLConfig,
-    LossConfig,
-    PerceptualConfig,
-    VideoConsistencyConfig,
-)
-from .losses import ColorLoss, KLLoss, TokenizerLoss, build_losses, vae_posterior
-from .perceptual import PerceptualLoss, find_vgg16_weights, hub_vgg16_path
-from .schedules import WeightSchedule
+`train(config)` runs one job; the loss terms live in vtok.losses and the settings in vtok.config.
+"""
 
-__all__ = [
-    "LAYER_WEIGHTS",
-    "ColorConfig",
-    "FlowConfig",
-    "KLConfig",
-    "LossConfig",
-    "PerceptualConfig",
-    "VideoConsistencyConfig",
-    "VideoConsistencyLoss",
-    "FlowLoss",
-    "load_flow_network",
-    "ColorLoss",
-    "KLLoss",
-    "TokenizerLoss",
-    "build_losses",
-    "vae_posterior",
-    "PerceptualLoss",
-    "find_vgg16_weights",
-    "hub_vgg16_path",
-    "WeightSchedule",
-]
+from .run import PeerLostError, TrainResult, train
+from .trainer import Trainer
+
+__all__ = ["PeerLostError", "TrainResult", "train", "Trainer"]

@@ -1,7 +1,7 @@
 """Process group, device and data-parallel wrapping: torchrun's environment on CUDA (NCCL) or CPU (gloo).
 
 Without torchrun's variables the run is one process and no process group is made, so `vtok train` works
-anywhere. Unlike NVIDIA's `distributed.init` (spec 7.3), nothing here needs pynvml, libcudart or NCCL.
+anywhere. Unlike NVIDIA's `distributed.init`, nothing here needs pynvml, libcudart or NCCL.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config.schema import TrainerConfig
+from ..devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,11 @@ class DistInfo:
 
 
 def pick_device(choice: str, local_rank: int) -> torch.device:
-    """`auto`: this rank's CUDA device when CUDA is available, else the CPU."""
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("trainer.device=cuda, but torch sees no CUDA device (trainer.device=cpu to train on CPU)")
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    """`auto`: this rank's CUDA device when CUDA is available, else the CPU (ValueError naming the key otherwise)."""
+    try:
+        return resolve_device(choice, index=local_rank)
+    except ValueError as err:
+        raise ValueError(f"trainer.device={choice}: {err} (trainer.device=cpu trains on the CPU)") from None
 
 
 def init_distributed(config: TrainerConfig) -> DistInfo:

@@ -1,10 +1,11 @@
-"""fp32 exponential moving average of a network's trainable weights (spec 4.5), in NVIDIA's checkpoint layout.
+"""fp32 exponential moving average of a network's trainable weights (docs/design.md#ema).
 
 `e <- beta*e + (1-beta)*theta` after every optimizer step. The trainer updates it *before* a save of the same
-iteration, so a saved EMA matches its network weights' step (NVIDIA's is one step stale, spec 7.1 item 7).
+iteration, so a saved EMA matches its network weights' step (NVIDIA's is one step stale).
 With `warmup`, the n-th update of this run uses `min(beta, (1+n)/(10+n))`, so short post-training runs are
 not dominated by the starting weights. `swapped(network)` puts the EMA weights into the network (for
-validation and export) and restores the trained ones afterwards, as NVIDIA's `ema_scope`.
+validation and export) and restores the trained ones afterwards, as NVIDIA's `ema_scope`. Files name the
+shadow's tensors as vtok.checkpoint.state_dict.ema_state_dict says.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-
-from ..checkpoint.state_dict import EMA_PREFIX, is_constant_buffer
 
 
 class EMA:
@@ -46,17 +45,6 @@ class EMA:
         for name, p in network.named_parameters():
             if name in self.shadow:
                 self.shadow[name].copy_(p.detach())
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        """`ema.network-<name with '.' -> '-'>`: fp32 tensors, NVIDIA's key layout."""
-        return self.key_layout(self.shadow)
-
-    @staticmethod
-    def key_layout(shadow: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Bare parameter names -> NVIDIA's `ema.network-*` keys."""
-        return {
-            EMA_PREFIX + name.replace(".", "-"): value for name, value in shadow.items() if not is_constant_buffer(name)
-        }
 
     @torch.no_grad()
     def load_network_state(self, state: Mapping[str, torch.Tensor]) -> list[str]:

@@ -19,8 +19,8 @@ from types import FrameType
 import torch
 import torch.distributed as dist
 
-from .checkpointing import LATEST_FILE
 from .distributed import DistInfo
+from .saving import LATEST_FILE
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""AdamW and the warmup LR schedules of spec 4.5, and reading NVIDIA's FusedAdam/LambdaLR state into them.
+"""AdamW and the warmup LR schedules (docs/design.md#optimizer), and NVIDIA's FusedAdam/LambdaLR states in them.
 
 NVIDIA's FusedAdam keeps `step` in each param group (an int32 tensor) and `lr` as a tensor; torch's AdamW
 keeps `step` per parameter. `adapt_optimizer_state` converts the first into the second, and

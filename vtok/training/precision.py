@@ -1,4 +1,6 @@
-"""Training precision (spec 4.5): bf16 autocast over fp32 weights (default), NVIDIA's pure bf16, or fp32.
+"""Training precision: bf16 autocast over fp32 weights (the default), NVIDIA's pure bf16, or fp32.
+
+The rule behind `auto` and why is in docs/design.md#precision.
 
 `bf16_pure` stores the network in bf16 as NVIDIA does and keeps fp32 master weights for the optimizer:
 gradients are copied onto the masters, the optimizer steps them, and they are copied back into the network.
@@ -12,14 +14,14 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
-from ..cli.common import cpu_has_native_bf16
+from ..devices import native_bf16
 
 
 def resolve_precision(mode: str, device: torch.device) -> str:
     """`auto` -> bf16_autocast where bf16 is native (CUDA, CPUs with AMX / AVX512-BF16), else fp32."""
     if mode != "auto":
         return mode
-    return "bf16_autocast" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+    return "bf16_autocast" if native_bf16(device) else "fp32"
 
 
 class Precision:

@@ -22,7 +22,7 @@ from torch.distributed.checkpoint.state_dict import (
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-from .activations import BLOCKS
+from .recompute import BLOCKS
 
 FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
@@ -34,10 +34,6 @@ def shard(network: nn.Module) -> nn.Module:
         if isinstance(module, BLOCKS):
             fully_shard(module)
     return fully_shard(network)
-
-
-def is_sharded(network: nn.Module) -> bool:
-    return any(isinstance(p, DTensor) for p in network.parameters())
 
 
 def full_tensor(value: torch.Tensor) -> torch.Tensor:

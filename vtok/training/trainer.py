@@ -1,9 +1,11 @@
-"""The post-training loop of spec 4.6, with its fixes: current EMA in every save, validation at start, logging.
+"""The post-training loop, with NVIDIA's fixes: current EMA in every save, validation at start, logging
+(docs/design.md#training-flow).
 
-Setup follows spec 2.3's order with vtok's devices: build the network, load the starting weights (job
-checkpoint, else `load_path`, else scratch), move it to the device and precision, start the EMA, build AdamW
-and the warmup schedule over the network's parameters only, load the training state, wrap in DDP (or shard
-with FSDP2 before the optimizer is built, `trainer.parallelism=fsdp`). Then:
+Setup, in NVIDIA's order with vtok's devices, one named step each: the job folder and logging; the network and its
+starting weights (job checkpoint, else `load_path`, else scratch) and the EMA; precision, AdamW and the warmup
+schedule over the trainable parameters, with the loaded training state; data parallelism (DDP, or FSDP2 sharding
+before the optimizer is built, `trainer.parallelism=fsdp`); the losses; the data; the outputs (saver, scalars).
+Then:
 
     while iteration < max_iter:
         grad_accum micro-steps of forward, loss, backward (gradients all-reduced on the last one)
@@ -26,33 +28,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..cli.common import cpu_has_native_bf16
-from ..config.cli import save_config
+from ..checkpoint.record import VtokRecord
+from ..checkpoint.training_file import TrainingFile
+from ..config.files import save_config
 from ..config.schema import Config
 from ..data import build_dataloader
+from ..devices import cpu_has_native_bf16
+from ..losses import build_losses
 from ..networks.config import overrides_of
-from ..networks.fastpath import default_memory_format, set_memory_format
+from ..networks.memory_format import default_memory_format, set_memory_format
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
-from .activations import checkpoint_blocks
-from .batches import training_batches, validation_batches
-from .checkpointing import (
-    Checkpointer,
-    JitExport,
-    checkpoint_payload,
-    cpu_copy,
-    data_position,
-    export_template,
-    find_source,
-    load_network_and_ema,
-    load_training_state,
-)
+from .data_stream import training_batches, validation_batches
 from .distributed import DistInfo, all_reduce_sum, barrier, no_sync, wrap_data_parallel
 from .ema import EMA
 from .faults import NonFiniteGuard, StopOnSignal
-from .losses import build_losses
 from .optim import build_optimizer, build_scheduler, export_optimizer_state, match_param_layouts, with_group_step
 from .precision import Precision, resolve_precision
+from .recompute import recompute_blocks
+from .resume import Source, data_position, find_source, load_network_and_ema, load_training_state
 from .run_log import Scalars, require_wandb, setup_logging, start_wandb, write_preview
+from .saving import Checkpointer, JitExport, cpu_copy, export_template
 from .sharding import full_model_state, full_optimizer_state, full_tensor, load_full_optimizer_state, shard
 from .validation import evaluate
 
@@ -96,6 +91,25 @@ class Trainer:
 
     # ---------------------------------------------------------------- setup
     def _setup(self) -> None:
+        precision = self._prepare_job()
+        source = self._build_network()
+        self._build_optimizer(source, precision)
+        del source  # its tensors (EMA, optimizer state) are in place now: free the file's copies
+        self._build_losses()
+        self._build_data()
+        self._build_outputs()
+        params = sum(p.numel() for p in self.network.parameters())
+        parallel = "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process"
+        log.info(
+            "%s: %.1fM parameters; global batch %d clips; %s",
+            self.network.name,
+            params / 1e6,
+            self.global_batch,
+            parallel,
+        )
+
+    def _prepare_job(self) -> str:
+        """The job folder (rank 0), the resolved config in it, logging, device-wide switches; returns the precision."""
         config, info, trainer = self.config, self.info, self.config.trainer
         precision = resolve_precision(trainer.precision, self.device)
         self.fsdp = trainer.parallelism == "fsdp" and info.distributed and info.world_size > 1
@@ -125,27 +139,33 @@ class Trainer:
         if self.device.type == "cuda" and trainer.tf32:
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
             torch.backends.cudnn.benchmark = True
+        return precision
 
+    def _build_network(self) -> Source:
+        """The network with its starting weights and the EMA, in its memory layout (sharded under FSDP2)."""
+        config, trainer = self.config, self.config.trainer
         name = config.model.config.network_name
+        source = find_source(self.checkpoint_dir, config.checkpoint, name)  # a bad file fails before any model work
         seed_everything(trainer.seed)  # one initialization on every rank
         self.network: Tokenizer = tokenizer_from_config(config.network, name)
-        source = find_source(self.checkpoint_dir, config.checkpoint, name)
         self.network.to(self.device)
-        self.ema = (
-            EMA(self.network, config.model.config.ema.beta, config.model.config.ema.warmup)
-            if config.model.config.ema.enabled
-            else None
-        )
+        ema = config.model.config.ema
+        self.ema = EMA(self.network, ema.beta, ema.warmup) if ema.enabled else None
         load_network_and_ema(source, self.network, self.ema, config.checkpoint.strict_resume)
-        seed_everything(trainer.seed + info.rank)
+        seed_everything(trainer.seed + self.info.rank)
         if trainer.activation_checkpointing:
-            log.info("activation checkpointing on %d blocks", checkpoint_blocks(self.network))
+            log.info("activation checkpointing on %d blocks", recompute_blocks(self.network))
         if trainer.channels_last and not self.fsdp:
             set_memory_format(self.network, default_memory_format(True, self.device))
         if self.fsdp:
             shard(self.network)
             if self.ema is not None:
                 self.ema.shard_like(self.network)
+        return source
+
+    def _build_optimizer(self, source: Source, precision: str) -> None:
+        """Precision, AdamW and the LR schedule, the loaded training state, and the data-parallel wrapper."""
+        config = self.config
         self.precision = Precision(precision, self.network, self.device)
         self.optimizer = build_optimizer(self.precision.optimizer_params(), config.optimizer, self.device)
         self.scheduler = build_scheduler(self.optimizer, config.scheduler)
@@ -155,14 +175,15 @@ class Trainer:
         )
         match_param_layouts(self.optimizer)
         self.data_step = data_position(source)
-        del source
-        if trainer.compile:
+        if config.trainer.compile:
             if self.device.type == "cuda":
                 self.network.compile()
             else:
                 log.info("trainer.compile ignored on the CPU")
-        self.model = self.network if self.fsdp else wrap_data_parallel(self.network, info)
+        self.model = self.network if self.fsdp else wrap_data_parallel(self.network, self.info)
 
+    def _build_losses(self) -> None:
+        config = self.config
         loss_spec = config.model.config.loss
         self.loss = build_losses(
             loss_spec.to_loss_config(),
@@ -172,14 +193,21 @@ class Trainer:
         ).to(self.device)
         terms = [t for t in self.loss.terms if t != "kl" or config.network.formulation == "VAE"]
         log.info("loss terms: %s", ", ".join(terms))
-        self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size, trainer.seed)
+
+    def _build_data(self) -> None:
+        config, info, seed = self.config, self.info, self.config.trainer.seed
+        self.train_loader = build_dataloader(config.dataloader_train, "train", info.rank, info.world_size, seed)
         self.val_loader = (
-            build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, trainer.seed)
-            if trainer.run_validation
+            build_dataloader(config.dataloader_val, "val", info.rank, info.world_size, seed)
+            if config.trainer.run_validation
             else None
         )
         self.codebook_size = self.network.codebook_size if config.network.is_discrete else None
 
+    def _build_outputs(self) -> None:
+        """Rank 0's saver (with the jit exporter when there is an EMA to export) and scalar writers."""
+        config, info = self.config, self.info
+        name = config.model.config.network_name
         jit = None
         if info.is_main and config.checkpoint.jit.enabled and self.ema is not None:
             shape = config.checkpoint.jit.input_shape
@@ -189,20 +217,13 @@ class Trainer:
                 JIT_DTYPES[config.checkpoint.jit.dtype],
             )
         self.checkpointer = Checkpointer(self.checkpoint_dir, config.checkpoint, jit) if info.is_main else None
+        job = config.job
         wandb_run = (
-            start_wandb(self.folder, config.job.project, config.job.group, config.job.name)
-            if trainer.wandb and info.is_main
+            start_wandb(self.folder, job.project, job.group, job.name)
+            if config.trainer.wandb and info.is_main
             else None
         )
-        self.scalars = Scalars(self.folder, trainer.tensorboard, wandb_run) if info.is_main else None
-        params = sum(p.numel() for p in self.network.parameters())
-        log.info(
-            "%s: %.1fM parameters; global batch %d clips; %s",
-            self.network.name,
-            params / 1e6,
-            self.global_batch,
-            "FSDP2" if self.fsdp else "DDP" if self.model is not self.network else "1 process",
-        )
+        self.scalars = Scalars(self.folder, config.trainer.tensorboard, wandb_run) if info.is_main else None
 
     @property
     def global_batch(self) -> int:
@@ -354,22 +375,23 @@ class Trainer:
         network_state, optimizer_state, shadow = self.full_state()
         if self.checkpointer is None:
             return
-        network_state = cpu_copy(network_state)
-        ema_state = {**network_state, **cpu_copy(shadow)} if shadow is not None else None
         name = self.config.model.config.network_name
-        meta = {
-            "format": 1,
-            "data_step": self.data_step,
-            "world_size": self.info.world_size,
-            "ema_updates": self.ema.updates if self.ema is not None else 0,
-        }
-        if name is not None:
-            meta.update(name=name, overrides=overrides_of(name, self.config.network))
-        ema_entries = EMA.key_layout(shadow) if shadow is not None else {}
-        payload = checkpoint_payload(
-            network_state, ema_entries, optimizer_state, self.scheduler.state_dict(), self.iteration, meta
+        record = VtokRecord(
+            name=name,
+            overrides=overrides_of(name, self.config.network) if name else {},
+            data_step=self.data_step,
+            world_size=self.info.world_size,
+            ema_updates=self.ema.updates if self.ema is not None else 0,
         )
-        self.checkpointer.save(self.iteration, cpu_copy(payload), ema_state)
+        file = TrainingFile(
+            network=network_state,
+            ema=shadow,
+            optimizer=optimizer_state,
+            scheduler=self.scheduler.state_dict(),
+            iteration=self.iteration,
+            record=record,
+        )
+        self.checkpointer.save(cpu_copy(file))
 
     def validate(self) -> dict[str, float]:
         """PSNR/SSIM (and code usage) of the regular and the EMA weights on the held-out batches."""

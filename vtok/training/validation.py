@@ -1,4 +1,4 @@
-"""Validation metrics of spec 4.4 over held-out batches, summed on every rank and averaged over all of them.
+"""Validation metrics (docs/design.md#metrics) on held-out batches, summed on every rank and averaged over all.
 
 PSNR is NVIDIA's: both clips quantized to uint8, MSE per frame over (H, W, C), `10 log10(255^2/(mse+eps))`
 averaged over frames. SSIM equals skimage's per frame. For discrete models, code usage is the perplexity

@@ -16,7 +16,7 @@ FILE_ERRORS = (MediaError, ValueError, RuntimeError, OSError)
 
 
 @dataclass
-class BatchReport:
+class FileReport:
     """What happened to each file."""
 
     done: list[Path] = field(default_factory=list)
@@ -32,9 +32,9 @@ class BatchReport:
         return 1 if self.failed else 0
 
 
-def run_batch(files: Sequence[Path], job: Callable[[Path], bool], what: str) -> BatchReport:
+def run_per_file(files: Sequence[Path], job: Callable[[Path], bool], what: str) -> FileReport:
     """Call `job(path)` for each file (it returns False when it skipped the file as already done)."""
-    report = BatchReport()
+    report = FileReport()
     with tqdm(files, desc=what, unit="file", dynamic_ncols=True) as bar:
         for path in bar:
             bar.set_postfix_str(path.name, refresh=False)

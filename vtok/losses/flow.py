@@ -1,4 +1,4 @@
-"""The optical-flow loss (spec 4.3): the flow between neighbouring frames of the input and of its reconstruction.
+"""The optical-flow loss: the flow between neighbouring frames of the input and of its reconstruction.
 
 vtok does not ship or download a flow network. The term runs a TorchScript flow model the user provides,
 called as `flow(frames_a, frames_b)` on [N,3,H,W] images in [-1,1] and returning the flow [N,2,H,W] (or a
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint.reader import read_jit_file
 from .schedules import WeightSchedule
 
 FLOW_ENV = "VTOK_FLOW_NETWORK"
@@ -43,7 +44,7 @@ def find_flow_network(path: str | None) -> Path:
 
 def load_flow_network(path: str | Path, device: torch.device | str = "cpu") -> torch.jit.ScriptModule:
     """A frozen TorchScript flow network, in eval mode."""
-    network = torch.jit.load(str(path), map_location=device).eval()
+    network = read_jit_file(path, map_location=device)[0].eval()
     for p in network.parameters():
         p.requires_grad_(False)
     return network

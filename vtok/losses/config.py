@@ -1,5 +1,5 @@
 """Typed settings of the training losses, under NVIDIA's names so `model.config.loss.config.<term>.config.<field>`
-overrides carry over (spec 4.3); parsing overrides into them is the trainer's job.
+overrides carry over (docs/design.md#losses); parsing overrides into them is the trainer's job.
 
 Defaults are the effective Tokenize1 post-training recipe (NVIDIA's `video_basic`, which every HDVILA
 experiment inherits), not the base `VideoLoss` defaults: L1 color at 1.0, the perceptual ("lpips") term at
@@ -97,7 +97,7 @@ class KLConfig:
 
 @dataclass
 class FlowConfig:
-    """Optical-flow L1 (off in the reference): needs a TorchScript flow network such as RAFT, see training/flow.py."""
+    """Optical-flow L1 (off in the reference): needs a TorchScript flow network such as RAFT (see losses/flow.py)."""
 
     enabled: bool = False
     boundaries: list[int] = field(default_factory=lambda: [1000000])

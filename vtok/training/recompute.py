@@ -20,8 +20,8 @@ def _checkpointed(forward, *args, **kwargs):
     return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
 
-def checkpoint_blocks(network: nn.Module) -> int:
-    """Checkpoint every ResNet/attention block of `network` in place; returns how many."""
+def recompute_blocks(network: nn.Module) -> int:
+    """Activation checkpointing of every ResNet/attention block of `network`, in place; returns how many."""
     count = 0
     for module in network.modules():
         if isinstance(module, BLOCKS):

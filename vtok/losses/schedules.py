@@ -1,4 +1,4 @@
-"""Piecewise-constant loss weights by iteration: NVIDIA's `WeightScheduler(boundaries, values)` (spec 4.3).
+"""Piecewise-constant loss weights by iteration: NVIDIA's `WeightScheduler(boundaries, values)`.
 
 `WeightSchedule(boundaries, values)(it)` is the first `values[i]` whose `it < boundaries[i]`, else `values[-1]`.
 NVIDIA's configs use two lengths, and both mean what their code computes:

@@ -1,4 +1,4 @@
-"""NVIDIA's perceptual ("lpips") and Gram training losses on frozen VGG16 features (spec 4.3).
+"""NVIDIA's perceptual ("lpips") and Gram training losses on frozen VGG16 features (docs/design.md#losses).
 
 Not standard LPIPS: per frame (time folded into batch), the [-1,1] pixels go through lpips' ScalingLayer
 and torchvision's VGG16; the loss is `sum_k w_k * mean_{c,h,w} |phi_k(x) - phi_k(x_hat)|` over the relu1_2 ..
@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..metrics.lpips import ScalingLayer
 from ..networks.vgg import TAP_INDICES, VGG16Features
-from .loss_config import LAYER_WEIGHTS
+from .config import LAYER_WEIGHTS
 from .schedules import WeightSchedule
 
 WEIGHTS_ENV = "VTOK_VGG16_WEIGHTS"

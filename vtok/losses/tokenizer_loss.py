@@ -1,8 +1,8 @@
-"""The training loss of spec 4.3: L1 color + NVIDIA's VGG16 "lpips" term (+ optional Gram) + KL for VAEs,
+"""The training loss (docs/design.md#losses): L1 color + NVIDIA's VGG16 "lpips" term (+ optional Gram) + KL for VAEs,
 with the optional flow and video-consistency terms.
 
 `TokenizerLoss(x, output, iteration, loss_mask)` returns `({term: weighted scalar}, total)`, total being the
-sum of the terms, each counted once (NVIDIA adds its last term twice, spec 7.1 item 1). Each term is a float32
+sum of the terms, each counted once (NVIDIA adds its last term twice). Each term is a float32
 scalar equal to NVIDIA's MEAN reduction of its per-pixel tensor. A `loss_mask` broadcastable to the input
 ([B,1,T,H,W] typically) weights the pixel terms, which NVIDIA's code silently replaces with ones: masked
 pixels add nothing, and the mean still divides by every pixel, so an all-ones mask changes nothing.
@@ -11,7 +11,7 @@ pixels add nothing, and the mean still divides by every pixel, so an all-ones ma
 with one logged warning (`on_missing_weights="warn"`, for smoke runs) or the build fails naming where the file
 was looked for (`"error"`). Flow and video consistency are off in the reference; when enabled, the clip is
 unfolded into overlapping windows before the forward pass (`TokenizerLoss.network_input`), and the flow term
-needs a TorchScript flow network file (training/flow.py).
+needs a TorchScript flow network file (losses/flow.py).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..checkpoint.auxiliary import load_vgg16_features
 from ..networks.tokenizer import TokenizerOutput
-from ..networks.vgg import load_vgg16_features
+from .config import LossConfig
 from .consistency import VideoConsistencyLoss
 from .flow import FlowLoss, find_flow_network, load_flow_network
-from .loss_config import LossConfig
 from .perceptual import PerceptualLoss, find_vgg16_weights, missing_weights_hint
 from .schedules import WeightSchedule
 
@@ -199,7 +199,7 @@ def build_losses(
 ) -> TokenizerLoss:
     """TokenizerLoss from a validated config (ValueError on a setting vtok cannot honour).
 
-    Missing VGG16 weights: "warn" logs one warning line (logger `vtok.training.losses`) and leaves the
+    Missing VGG16 weights: "warn" logs one warning line (logger `vtok.losses.tokenizer_loss`) and leaves the
     perceptual term out; "error" raises FileNotFoundError saying where to put the file. An enabled flow term
     without its network file always raises. `temporal_compression` is the network's, for the consistency windows.
     """

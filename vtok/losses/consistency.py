@@ -1,4 +1,4 @@
-"""The video-consistency loss (spec 4.3): overlapping windows of a clip must reconstruct their shared frames alike.
+"""The video-consistency loss: overlapping windows of a clip must reconstruct their shared frames alike.
 
 A clip [B,C,T,H,W] is unfolded into windows of `num_frames` frames every `step` frames before the forward
 pass ([B*W,C,num_frames,H,W], as NVIDIA's model does). The term is the L1 between the frames two neighbouring

@@ -1,0 +1,191 @@
+"""Where a run starts from, in NVIDIA's order (docs/design.md#resume-order), and putting that state into it.
+
+1. the job's own newest checkpoint (`checkpoints/latest_checkpoint.txt`): everything, exactly;
+2. else `checkpoint.load_path` (NVIDIA's `model.pt`, a release folder, a `.jit` or any file
+   `vtok.load_tokenizer` reads; `.jit` files and jit-only folders give weights only), with the training state
+   only when `checkpoint.load_training_state` (or the scheduler alone, `only_load_scheduler_state`);
+3. else random weights at iteration 0.
+Every file is read by vtok.checkpoint's weights-only reader; a file that needs more is refused in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..checkpoint.load import resolve_checkpoint
+from ..checkpoint.mismatch import StateMismatch, shapes_of
+from ..checkpoint.reader import check_checkpoint_file
+from ..checkpoint.state_dict import is_constant_buffer
+from ..checkpoint.training_file import TrainingFile
+from ..config.schema import CheckpointConfig, OptimizerConfig
+from .ema import EMA
+from .optim import adapt_optimizer_state, adapt_scheduler_state, apply_config_hparams, describe_hparams
+from .saving import LATEST_FILE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """Where a run's starting point comes from: `resume` (the job's own), `load_path`, or `scratch`."""
+
+    kind: str
+    path: Path | None = None
+    file: TrainingFile = field(default_factory=lambda: TrainingFile(network={}))
+    weights_only: bool = False  # a .jit or jit-only folder: no EMA, optimizer or iteration
+
+
+def existing_load_path(config: CheckpointConfig) -> Path:
+    """`checkpoint.load_path` as a path; FileNotFoundError, saying what to do, when nothing is there."""
+    path = Path(config.load_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"checkpoint.load_path={config.load_path}: no such file or folder (download it with "
+            "`vtok download-checkpoints`, or set checkpoint.load_path=null to start from scratch)"
+        )
+    return path
+
+
+def source_path(checkpoint_dir: Path, config: CheckpointConfig) -> tuple[str, Path | None]:
+    """Which start the run takes and from which file or folder: ("resume", iter_N.pt), ("load_path", path) or
+    ("scratch", None)."""
+    latest = Path(checkpoint_dir) / LATEST_FILE
+    if latest.is_file():
+        path = latest.parent / latest.read_text().strip()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{latest} names {path.name}, which does not exist; delete {latest} to start over, or put the file back"
+            )
+        return "resume", path
+    if config.load_path is None:
+        return "scratch", None
+    path = existing_load_path(config)
+    if path.is_dir() and (path / "model.pt").is_file():
+        path = path / "model.pt"
+    return "load_path", path
+
+
+def check_start(checkpoint_dir: Path, config: CheckpointConfig) -> None:
+    """Before anything is built: the checkpoint the run starts from exists and is one vtok reads (weights only)."""
+    _, path = source_path(checkpoint_dir, config)
+    if path is not None and path.is_file():
+        check_checkpoint_file(path)
+
+
+def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: str | None) -> Source:
+    """The job's latest checkpoint, else `checkpoint.load_path`, else scratch."""
+    kind, path = source_path(checkpoint_dir, config)
+    if path is None:
+        return Source("scratch")
+    if path.is_file() and path.suffix != ".jit":
+        return Source(kind, path, TrainingFile.read(path))
+    _, _, contents = resolve_checkpoint(path, network_name, ema=None)
+    weights = {k: v for c in contents for k, v in c.state.items()}
+    return Source(kind, path, TrainingFile(network=weights), weights_only=True)
+
+
+def load_weights(network: nn.Module, state: dict[str, torch.Tensor], strict: bool, source: str) -> None:
+    """NVIDIA's semantics: unknown keys ignored, missing keys an error when `strict`, shapes must match."""
+    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k)}
+    weights = {k: v for k, v in state.items() if not is_constant_buffer(k)}
+    mismatch = StateMismatch.compare(shapes_of(weights), shapes_of(own))
+    if strict and mismatch.missing:
+        raise KeyError(
+            f"{source} lacks {len(mismatch.missing)} of the network's weights (first: "
+            f"{', '.join(mismatch.missing[:3])}); set checkpoint.strict_resume=false to load it anyway"
+        )
+    if mismatch.wrong_shape:
+        raise ValueError(
+            f"{source} does not fit the configured network: "
+            f"{StateMismatch(wrong_shape=mismatch.wrong_shape).describe(limit=4)}"
+        )
+    network.load_state_dict({k: weights[k] for k in own if k in weights}, strict=False)
+    log.info(
+        "weights: %d tensors from %s%s%s",
+        len(own) - len(mismatch.missing),
+        source,
+        f", {len(mismatch.missing)} missing (kept at init)" if mismatch.missing else "",
+        f", {len(mismatch.unexpected)} unknown ignored" if mismatch.unexpected else "",
+    )
+
+
+def load_network_and_ema(source: Source, network: nn.Module, ema: EMA | None, strict: bool) -> None:
+    """Network weights, then the EMA: the file's (`ema.network-*`) when present, else the loaded weights."""
+    if source.kind == "scratch":
+        log.info("weights: random initialization (no job checkpoint, checkpoint.load_path=null)")
+        return
+    file = source.file
+    load_weights(network, file.network, strict, str(source.path))
+    if ema is None:
+        return
+    ema.copy_from(network)
+    if file.ema is not None:
+        missing = ema.load_network_state(file.ema)
+        log.info(
+            "EMA: from %s%s", source.path, f" ({len(missing)} weights missing, from the network)" if missing else ""
+        )
+    else:
+        log.info("EMA: %s has none; starting it from the loaded weights", source.path)
+    if source.kind == "resume":
+        ema.updates = file.record.ema_updates
+
+
+def load_training_state(
+    source: Source,
+    config: CheckpointConfig,
+    optim_config: OptimizerConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    load_optimizer: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """Optimizer, scheduler and iteration by NVIDIA's rules; returns the iteration to continue from.
+
+    `load_optimizer` loads a torch-layout optimizer state (default: `optimizer.load_state_dict`)."""
+    wanted = source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
+    scheduler_only = source.kind == "load_path" and config.only_load_scheduler_state and not wanted
+    if source.weights_only and (wanted or scheduler_only):
+        log.warning("%s holds weights only: optimizer, schedule and iteration start from the config", source.path)
+        wanted = scheduler_only = False
+    if not (wanted or scheduler_only):
+        log.info(
+            "optimizer, schedule and iteration: from the config, iteration 0: %s",
+            describe_hparams(optimizer, scheduler),
+        )
+        return 0
+    file = source.file
+    missing = file.missing_training_state(scheduler_only)
+    if missing:
+        raise KeyError(
+            f"{source.path} has no {', '.join(missing)} (top-level keys: {', '.join(file.top_level_keys)}); "
+            "set checkpoint.load_training_state=false to load its weights only"
+        )
+    iteration = int(file.iteration)
+    if not scheduler_only:
+        (load_optimizer or optimizer.load_state_dict)(adapt_optimizer_state(file.optimizer))
+    scheduler.load_state_dict(adapt_scheduler_state(file.scheduler))
+    scheduler.last_epoch = iteration
+    what = "schedule and iteration" if scheduler_only else "optimizer state, schedule and iteration"
+    from_file = config.load_optimizer_hparams and not scheduler_only
+    if not from_file:
+        apply_config_hparams(optimizer, scheduler, optim_config, iteration)
+    log.info(
+        "%s: from %s (iteration %d); lr/betas/eps/weight decay from the %s: %s",
+        what,
+        source.path,
+        iteration,
+        "file" if from_file else "config",
+        describe_hparams(optimizer, scheduler),
+    )
+    return iteration
+
+
+def data_position(source: Source) -> int:
+    """Micro-batches this job's loader already consumed (a resume), else 0."""
+    return source.file.record.data_step if source.kind == "resume" else 0

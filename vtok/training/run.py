@@ -1,0 +1,63 @@
+"""One training job from a resolved config, alone or as one rank under torchrun: the library's `train(config)`.
+
+The command line (`python -m vtok.train`, `vtok train`) parses the arguments, calls this and turns its errors into
+exit codes; a Python user calls it directly with a Config from `vtok.config`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from ..config.arguments import resolve_now
+from ..config.schema import Config
+from .distributed import broadcast_object, close_distributed, init_distributed, is_peer_failure
+from .resume import check_start
+from .trainer import Trainer
+
+
+class PeerLostError(RuntimeError):
+    """Another rank died, or a collective outlived the process-group timeout."""
+
+
+@dataclass
+class TrainResult:
+    """How a job ended on this rank."""
+
+    folder: Path  # the job folder
+    iteration: int  # the last iteration trained (and saved)
+    preempted: bool  # stopped early on SIGTERM, after saving; running the same job again resumes it
+    scalars: dict[str, float] = field(default_factory=dict)  # the last logged training scalars
+
+
+def current_rank() -> int:
+    """This process's rank under torchrun (0 alone)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def train(config: Config) -> TrainResult:
+    """Train `config` (validated) to `trainer.max_iter`, resuming the job if it has checkpoints.
+
+    Raises ValueError, FileNotFoundError, KeyError (bad data, checkpoints or settings, in one line),
+    CheckpointSaveError, NonFiniteStepsError or PeerLostError; the process group is always closed."""
+    check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)
+    info = init_distributed(config.trainer)
+    trainer = None
+    try:
+        config = resolve_now(config, broadcast_object(datetime.now(), info))
+        trainer = Trainer(config, info)
+        scalars = trainer.train()
+        return TrainResult(trainer.folder, trainer.iteration, trainer.preempted, scalars)
+    except RuntimeError as err:
+        if not (info.distributed and is_peer_failure(err)):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PeerLostError(
+            f"lost contact with another rank (it died, or a collective timed out after "
+            f"trainer.collective_timeout_s={config.trainer.collective_timeout_s} s): {first}"
+        ) from err
+    finally:
+        trainer = None  # DDP's reducer holds the process group: release it before the group is destroyed
+        close_distributed()
