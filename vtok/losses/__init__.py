@@ -1,0 +1,1 @@
+"""Training loss terms, below config and training: adversarial (GAN) terms and the LPIPS training term."""
