@@ -26,11 +26,13 @@ Distributed use (the trainer's part):
 - FSDP2: parameters are sharded DTensors that are not in the autograd graph; the root module (which holds
   conv_out) keeps its gathered, plain-tensor weights from its forward until backward. So read `last_layer`
   after the tokenizer's forward (the gathered weight is what the graph used); a DTensor is refused with
-  that advice (TypeError). The gradients are then the rank's full local ones, averaged with `average` as for DDP.
+  that advice (TypeError). The gradients are then the rank's full local ones, averaged with `average` as
+  for DDP. The backward that follows autograd.grad still works under FSDP2 (vtok.training.sharding's layout):
+  tests/test_adversarial_distributed.py checks the weight and every gradient against one process, for both.
 - The discriminator: run its step through its DDP wrapper (`discriminator_step(..., discriminator=ddp_d)`);
   `generator_term` calls the plain module with its parameters frozen for that forward, so no gradients
   reach it from the generator loss and no DDP hook waits for them. Keep the discriminator replicated (DDP)
-  even when the tokenizer is sharded: it is small, and FSDP2 hooks on it would fire inside autograd.grad.
+  even when the tokenizer is sharded: it is small, and a sharded discriminator inside autograd.grad is untested.
 - bf16 autocast: the discriminator runs in bf16, the losses in float32. Keep `Adversarial`'s own buffers in
   float32 (cast only the discriminator when training in pure bf16).
 """

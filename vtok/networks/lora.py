@@ -82,9 +82,9 @@ class LoRASettings:
 
     def metadata(self) -> dict[str, str]:
         """String metadata for an adapters file (safetensors' header), read back by `from_metadata`."""
-        return {"lora.rank": str(self.rank), "lora.alpha": repr(float(self.alpha if self.alpha is not None
-                                                                     else self.rank)),
-                "lora.dropout": repr(self.dropout), "lora.targets": ",".join(self.targets)}
+        alpha = float(self.alpha if self.alpha is not None else self.rank)
+        return {"lora.rank": str(self.rank), "lora.alpha": repr(alpha), "lora.dropout": repr(float(self.dropout)),
+                "lora.targets": ",".join(self.targets)}
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, str]) -> LoRASettings:
