@@ -3,8 +3,10 @@
 Files are written atomically by a background thread from CPU copies (to a temporary name, flushed to the disk,
 then renamed; a killed save's temporary is removed at the next start), then `latest_checkpoint.txt` names the new
 file; `iter_N_{enc,dec,ema}.jit` are traced from the EMA weights on the CPU in that thread, so training goes on
-meanwhile. The next save, and the end of training, wait for it (and re-raise its error, if any). Reading a run
-back is resume.py's job (docs/design.md#resume-order).
+meanwhile. With LoRA the thread first merges the adapters into NVIDIA's weights (vtok.checkpoint.lora_file), so
+`iter_N.pt` and the jits hold plain networks, and writes the adapters alone as `iter_N_lora.safetensors`. The next
+save, and the end of training, wait for it (and re-raise its error, if any). Reading a run back is resume.py's job
+(docs/design.md#resume-order).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import torch
 from torch import nn
 
 from ..checkpoint.export import export_jit
+from ..checkpoint.lora_file import merge_adapters, write_lora_file
 from ..checkpoint.training_file import TrainingFile
 from ..config.schema import CheckpointConfig
 from ..io.atomic import atomic_path
+from ..networks.lora import LoRASettings
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,11 @@ def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:09d}.pt"
 
 
+def lora_file_name(iteration: int) -> str:
+    """`iter_N_lora.safetensors`: the LoRA adapters of `iter_N.pt`, alone."""
+    return checkpoint_name(iteration)[:-3] + "_lora.safetensors"
+
+
 def jit_names(iteration: int) -> dict[str, str]:
     """export_jit's `names` for one checkpoint: `iter_N_enc.jit`, `iter_N_dec.jit`, `iter_N_ema.jit`."""
     stem = checkpoint_name(iteration)[:-3]
@@ -101,10 +110,13 @@ class JitExport:
 class Checkpointer:
     """Rank 0's writer of `iter_N.pt` (+ jits) under `folder`, one save in flight at a time."""
 
-    def __init__(self, folder: Path, config: CheckpointConfig, jit: JitExport | None) -> None:
+    def __init__(
+        self, folder: Path, config: CheckpointConfig, jit: JitExport | None, lora: LoRASettings | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.config = config
         self.jit = jit
+        self.lora = lora if lora is not None and lora.enabled else None
         self._thread: threading.Thread | None = None
         self._error: tuple[int, BaseException] | None = None
         self._remove_stale_temporaries()
@@ -116,7 +128,8 @@ class Checkpointer:
             stale.unlink(missing_ok=True)
 
     def save(self, file: TrainingFile) -> None:
-        """Write `file` (CPU tensors) as `iter_N.pt` and, from its EMA weights, the jits, in the background."""
+        """Write `file` (CPU tensors; with LoRA, unmerged) as `iter_N.pt` and, from its EMA weights, the jits, in
+        the background."""
         self.join()
         self._thread = threading.Thread(
             target=self._write, args=(file,), name=f"vtok-save-{file.iteration}", daemon=False
@@ -144,8 +157,12 @@ class Checkpointer:
         iteration = int(file.iteration or 0)
         try:
             path = self.folder / checkpoint_name(iteration)
+            if self.lora is not None:
+                file = merge_adapters(file, self.lora)
             with atomic_path(path) as tmp:
                 save_durably(file.to_payload(), tmp)
+            if file.lora:
+                write_lora_file(self.folder / lora_file_name(iteration), file.lora)
             with atomic_path(self.folder / LATEST_FILE) as tmp:
                 tmp.write_text(path.name + "\n")
             log.info("saved %s", path)
@@ -175,7 +192,9 @@ class Checkpointer:
             return
         saved = sorted(self.folder.glob("iter_*.pt"))
         for old in saved[: max(0, len(saved) - self.config.keep_last)]:
-            for part in [old, *(old.with_name(n) for n in jit_names(int(old.stem[5:])).values())]:
+            iteration = int(old.stem[5:])
+            names = [*jit_names(iteration).values(), lora_file_name(iteration)]
+            for part in [old, *(old.with_name(n) for n in names)]:
                 part.unlink(missing_ok=True)
 
 
