@@ -6,10 +6,13 @@ k*tc frames (k may change from chunk to chunk); decoder chunks hold any number o
 first latent frame decodes to 1 frame, every later one to tc frames.
 
 The temporal-attention cache grows by `attention_cache_bytes_per_latent_frame` per latent frame. By default
-a stream keeps it under DEFAULT_ATTENTION_BUDGET bytes (4 GiB): the horizon is the number of latent frames
-that fit, e.g. 72 latent frames (569 frames at 8x) of a 720p CV8x8x8 stream in fp32, 145 in bf16. Videos
-within the horizon are exact; beyond it the attention slides, the stream's `exact` turns False, and an
-AttentionHorizonWarning is issued once.
+the horizon is the number of latent frames whose keys and values fit in DEFAULT_ATTENTION_BUDGET (4 GiB per
+stream), and the cache holds at most that (H-1 latent frames, plus up to one chunk). At 720p that is 72
+latent frames (569 frames) for CV8x8x8 in fp32 and 145 (1153 frames, 48 s at 24 fps) in bf16; DV8x16x16 has
+4x as many. 4 GiB keeps an autoencoding pair of streams (two caches, conv state, one chunk's activations)
+within a 16-24 GB GPU at 720p in bf16 while typical clips stay exact. Videos within the horizon are exact;
+beyond it the attention slides, the stream's `exact` turns False, and an AttentionHorizonWarning is issued
+once.
 """
 
 from __future__ import annotations
