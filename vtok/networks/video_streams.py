@@ -9,8 +9,9 @@ The temporal-attention cache grows by `attention_cache_bytes_per_latent_frame` p
 the horizon is the number of latent frames whose keys and values fit in DEFAULT_ATTENTION_BUDGET (4 GiB per
 stream), and the cache holds at most that (H-1 latent frames, plus up to one chunk). At 720p that is 72
 latent frames (569 frames) for CV8x8x8 in fp32 and 145 (1153 frames, 48 s at 24 fps) in bf16; DV8x16x16 has
-4x as many. 4 GiB keeps an autoencoding pair of streams (two caches, conv state, one chunk's activations)
-within a 16-24 GB GPU at 720p in bf16 while typical clips stay exact. Videos within the horizon are exact;
+4x as many. With 4 GiB an encoder and a decoder stream together (two full caches, conv state, one chunk's
+activations) need about 10 GiB for CV8x8x8 at 720p in bf16 (bench/streaming_memory.py), within a 16 GB GPU,
+while clips of up to ~48 s stay exact. Videos within the horizon are exact;
 beyond it the attention slides, the stream's `exact` turns False, and an AttentionHorizonWarning is issued
 once.
 """
