@@ -19,6 +19,7 @@ import logging
 import math
 import random
 import resource
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -45,7 +46,14 @@ from .faults import NonFiniteGuard, StopOnSignal
 from .optim import build_optimizer, build_scheduler, export_optimizer_state, match_param_layouts, with_group_step
 from .precision import Precision, resolve_precision
 from .recompute import recompute_blocks
-from .resume import Source, data_position, find_source, load_network_and_ema, load_training_state
+from .resume import (
+    Source,
+    check_same_network,
+    data_position,
+    find_source,
+    load_network_and_ema,
+    load_training_state,
+)
 from .run_log import Scalars, require_wandb, setup_logging, start_wandb, write_preview
 from .saving import Checkpointer, JitExport, cpu_copy, export_template
 from .sharding import full_model_state, full_optimizer_state, full_tensor, load_full_optimizer_state, shard
@@ -85,7 +93,8 @@ class Trainer:
         self.iteration = 0
         self.data_step = 0  # training micro-batches this job consumed, for resuming mid-epoch
         self.skipped_steps = 0
-        self.preempted = False  # train() stopped early on SIGTERM, after saving
+        self.preempted = False  # train() stopped early on SIGTERM or SIGINT, after saving
+        self.stop_signal: int | None = None
         self.batches: Iterator[torch.Tensor] | None = None
         self._setup()
 
@@ -151,6 +160,7 @@ class Trainer:
         self.network.to(self.device)
         ema = config.model.config.ema
         self.ema = EMA(self.network, ema.beta, ema.warmup) if ema.enabled else None
+        check_same_network(source, config.checkpoint, self.network, name, config.network)
         load_network_and_ema(source, self.network, self.ema, config.checkpoint.strict_resume)
         seed_everything(trainer.seed + self.info.rank)
         if trainer.activation_checkpointing:
@@ -267,9 +277,11 @@ class Trainer:
                     self.save()
                 if stop.agreed():
                     self.preempted = True
+                    self.stop_signal = stop.signal or signal.SIGTERM  # another rank's signal: SIGTERM's meaning
                     log.warning(
-                        "iteration %d: asked to stop (SIGTERM); saving and exiting, rerun the same command to resume",
+                        "iteration %d: asked to stop (%s); saving and exiting, rerun the same command to resume",
                         self.iteration,
+                        signal.Signals(self.stop_signal).name,
                     )
                     break
                 if trainer.run_validation and self.iteration % trainer.validation_iter == 0:
