@@ -363,7 +363,7 @@ def markdown(results: dict) -> str:
         lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         for row in rows:
             cells = [
-                f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+                f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v).replace("|", "/"))
                 for v in (row.get(k) for k in keys)
             ]
             lines.append("| " + " | ".join(cells) + " |")
