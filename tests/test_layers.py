@@ -36,13 +36,27 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(root: Path, path: Path) -> set[str]:
-    """The modules of `root`'s package that `path` imports, as absolute names (relative imports resolved)."""
+def type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import nodes inside `if TYPE_CHECKING:` blocks (type hints only: never run)."""
+    hidden: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            hidden.update(id(child) for stmt in node.body for child in ast.walk(stmt))
+    return hidden
+
+
+def imported_modules(root: Path, path: Path, runtime_only: bool = False) -> set[str]:
+    """The modules of `root`'s package that `path` imports, as absolute names (relative imports resolved);
+    `runtime_only` leaves out the imports under `if TYPE_CHECKING:`."""
     top = root.name
     name = module_name(root, path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text(), str(path))
+    hidden = type_checking_nodes(tree) if runtime_only else set()
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == top)
         elif isinstance(node, ast.ImportFrom):
@@ -64,13 +78,13 @@ def layer_of(module: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
-def import_graph(root: Path) -> dict[str, set[str]]:
+def import_graph(root: Path, runtime_only: bool = False) -> dict[str, set[str]]:
     """{module: the package's modules it imports} (a name imported from a module counts as that module)."""
     paths = {module_name(root, p): p for p in sorted(root.rglob("*.py"))}
     graph = {}
     for name, path in paths.items():
         targets = set()
-        for target in imported_modules(root, path):
+        for target in imported_modules(root, path, runtime_only):
             while target not in paths and "." in target:
                 target = target.rpartition(".")[0]
             if target in paths and target != name:
@@ -124,7 +138,7 @@ def test_packages_import_downward_only() -> None:
 
 
 def test_no_module_import_cycles() -> None:
-    cycles = import_cycles(import_graph(ROOT))
+    cycles = import_cycles(import_graph(ROOT, runtime_only=True))
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
@@ -137,6 +151,8 @@ def test_the_checks_find_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
         "high/__init__.py": "from .b import g\n",
         "high/b.py": "from ..low import a\nfrom . import c\ng = 1\n",
         "high/c.py": "import pkg.high.b\n",  # b -> c -> b
+        "high/d.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .e import E\n",
+        "high/e.py": "from . import d\n",  # d -> e -> d, but d's import is for type hints only
     }.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
@@ -146,3 +162,4 @@ def test_the_checks_find_an_upward_import_and_a_cycle(tmp_path: Path) -> None:
     assert upward_imports(graph, ("low", "high")) == ["pkg.low.a imports pkg.high.b"]
     assert upward_imports(graph, ("high", "low")) == ["pkg.high.b imports pkg.low", "pkg.high.b imports pkg.low.a"]
     assert any("pkg.high.b" in c and "pkg.high.c" in c for c in import_cycles(graph))
+    assert not any("pkg.high.d" in c for c in import_cycles(import_graph(root, runtime_only=True)))

@@ -2,20 +2,25 @@
 
 vtok's exports are drop-in replacements for the released `encoder.jit`/`decoder.jit`/`autoencoder.jit`
 (same inputs, outputs and state_dict keys) and carry a small `vtok.json` with the model name and
-config, so `load_tokenizer` needs no hint to read them back.
+config, so `load_tokenizer` needs no hint to read them back (and vtok knows the file as its own).
+The graphs are serialized in memory and then written by Python, all or none, so a full disk is a WriteError naming
+the file (TorchScript's own writer aborts the process instead), no temporary is left behind and no folder is left
+with a new encoder beside an old decoder.
 """
 
 from __future__ import annotations
 
 import copy
+import io
 import json
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from ..io.atomic import atomic_path
+from ..io.atomic import write_files_atomic
 from ..networks.config import overrides_of
 from ..networks.memory_format import set_memory_format
 from ..networks.tokenizer import Tokenizer
@@ -47,9 +52,19 @@ def _metadata(tok: Tokenizer) -> str:
     return json.dumps(VtokRecord(name=tok.name, overrides=overrides_of(tok.name, tok.config)).to_dict())
 
 
-def _save_atomic(module: torch.jit.ScriptModule, path: Path, metadata: str) -> None:
-    with atomic_path(path) as tmp:
-        torch.jit.save(module, str(tmp), _extra_files={METADATA_FILE: metadata})
+def _serialized(module: torch.jit.ScriptModule, metadata: str) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer, _extra_files={METADATA_FILE: metadata})
+    return buffer.getvalue()
+
+
+def is_vtok_export(path: str | Path) -> bool:
+    """True when `path` is a TorchScript file vtok exported (it holds vtok's record): a file vtok may replace."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith(f"/extra/{METADATA_FILE}") for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 @torch.no_grad()
@@ -79,7 +94,6 @@ def export_jit(
     x = (torch.rand(shape, generator=generator) * 2 - 1).to(device=device, dtype=dtype)
 
     metadata = _metadata(tok)
-    written: dict[str, Path] = {}
     fuser = torch._C._jit_texpr_fuser_enabled()
     torch._C._jit_set_texpr_fuser_enabled(False)
     try:
@@ -92,9 +106,9 @@ def export_jit(
                 traced["decoder"] = torch.jit.trace(model.decoder_jit(), encoder(x)[0], check_trace=False)
             if "autoencoder" in names:
                 traced["autoencoder"] = torch.jit.trace(model, x, check_trace=False)
-            for part, filename in names.items():
-                written[part] = Path(output_dir) / filename
-                _save_atomic(traced[part], written[part], metadata)
+            files = {part: Path(output_dir) / filename for part, filename in names.items()}
+            data = {files[part]: _serialized(traced[part], metadata) for part in names}
     finally:
         torch._C._jit_set_texpr_fuser_enabled(fuser)
-    return written
+    write_files_atomic(data, durable=True)  # all or none: never a new encoder beside an old decoder
+    return files

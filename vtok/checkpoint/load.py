@@ -215,6 +215,53 @@ def _resolve_name(
     return canonical_name(name), {**fields, **overrides}
 
 
+def _described(name: str, config: TokenizerConfig | None = None, overrides: dict[str, Any] | None = None) -> str:
+    """`CV4x8x8-360p`, or `CV4x8x8-360p with channels=16, num_res_blocks=1`: short, never the whole config."""
+    fields = overrides if config is None else overrides_of(name, config)
+    listed = ", ".join(f"{k}={v}" for k, v in list((fields or {}).items())[:6])
+    more = " ..." if fields and len(fields) > 6 else ""
+    return name + (f" with {listed}{more}" if fields else "")
+
+
+def _what_it_fits(contents: Sequence[CheckpointContents]) -> str:
+    """' (the file records DV4x8x8-360p ...: check --tokenizer_type)', from vtok's record or the tensor shapes; ''
+    when neither names a single model."""
+    tagged = next((c for c in contents if c.name), None)
+    if tagged is not None:
+        return f" (the file records {_described(tagged.name, overrides=tagged.overrides)}: check --tokenizer_type)"
+    every_part = set().union(*(c.parts for c in contents))
+    try:
+        other, widths = infer_model_name(
+            CheckpointContents(contents[0].path, contents[0].kind, _merged_state(contents), every_part)
+        )
+    except ValueError:
+        return ""
+    return f" (its tensors fit {_described(other, overrides=widths)}: check --tokenizer_type)"
+
+
+def _check_fits(contents: Sequence[CheckpointContents], name: str, fields: dict[str, Any]) -> TokenizerConfig:
+    """The config of `name` with `fields`, after checking every file's tensors fit it: so a wrong model name fails
+    here, once and naming the mismatch, before any graph runs (in jit mode nothing else would compare them)."""
+    holds_video = any(".conv3d." in k for c in contents for k in c.state)
+    if holds_video != get_config(name).is_video:
+        kinds = ("video", "an image") if holds_video else ("image", "a video")
+        raise ValueError(
+            f"{contents[0].path} holds a {kinds[0]} tokenizer, but {name} is {kinds[1]} model{_what_it_fits(contents)}"
+        )
+    try:
+        config = get_config(name, **fields)
+        expected = _expected_shapes(name, fields)
+    except ValueError as err:  # e.g. an image model's GroupNorm with a video checkpoint's widths
+        raise ValueError(f"{contents[0].path} does not fit {name}: {err}{_what_it_fits(contents)}") from None
+    for c in contents:
+        mismatch = _mismatches(c.state, c.parts, expected)
+        if mismatch:
+            raise ValueError(
+                f"{c.path} does not fit {_described(name, config)}: {mismatch.describe()}{_what_it_fits([c])}"
+            )
+    return config
+
+
 def _merged_state(contents: Sequence[CheckpointContents]) -> dict[str, torch.Tensor]:
     return {k: v for c in contents for k, v in c.state.items()}
 
@@ -243,13 +290,11 @@ def _load_into(tok: Tokenizer, state: dict[str, torch.Tensor], parts: set[str], 
                 )
             )
     if mismatch:
-        overrides = overrides_of(tok.name, tok.config)
-        model = tok.name + (f" with {overrides}" if overrides else "")
-        raise ValueError(f"{source} does not fit {model}: {mismatch.describe()}")
+        raise ValueError(f"{source} does not fit {_described(tok.name, tok.config)}: {mismatch.describe()}")
     tok.load_state_dict({k: v if is_constant_buffer(k) else state.get(k, v) for k, v in own.items()}, strict=True)
 
 
-def _checkpoint_files(path: str | Path | Sequence[str | Path], siblings: bool = True) -> list[Path]:
+def checkpoint_files(path: str | Path | Sequence[str | Path], siblings: bool = True) -> list[Path]:
     """The files to read for `path`: a folder's release files, or the file(s) plus a jit's other half."""
     paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
     files: list[Path] = []
@@ -274,9 +319,9 @@ def resolve_checkpoint(
 ) -> tuple[str, TokenizerConfig, list[CheckpointContents]]:
     """Model name, config and contents of a checkpoint, without building a network (see `load_tokenizer`)."""
     check_fields(overrides)
-    contents = [read_checkpoint(f, ema=ema) for f in _checkpoint_files(path, siblings)]
+    contents = [read_checkpoint(f, ema=ema) for f in checkpoint_files(path, siblings)]
     model_name, model_overrides = _resolve_name(contents, name, overrides)
-    return model_name, get_config(model_name, **model_overrides), contents
+    return model_name, _check_fits(contents, model_name, model_overrides), contents
 
 
 def load_tokenizer(
@@ -306,6 +351,10 @@ def load_tokenizer(
         _load_into(tok, c.state, c.parts, str(c.path))
         parts |= c.parts
     tok.loaded_parts = frozenset(parts)
-    tok.load_info = {"files": [str(c.path) for c in contents], "ema": any(c.info.get("ema", False) for c in contents)}
+    tok.load_info = {
+        "files": [str(c.path) for c in contents],
+        "parts": {str(c.path): sorted(c.parts) for c in contents},
+        "ema": any(c.info.get("ema", False) for c in contents),
+    }
     tok = tok.to(device=device, dtype=dtype).eval()
     return set_memory_format(tok, memory_format or default_memory_format(config.is_video, torch.device(device)))

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from ..inference.media import autoencode_image, autoencode_video
 from ..inference.per_file import run_per_file
-from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_patterns, output_path, output_paths
+from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputPlan, expand_patterns, output_path, output_root
+from ..io.video import is_vtok_video
+from .arg_types import crf_value, positive_float
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
 
 
@@ -36,14 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="where to write (default: a reconstructions/ folder beside each input)",
     )
-    out.add_argument("--output_fps", type=float, default=None, help="fps of written videos (default: the input's)")
+    out.add_argument(
+        "--output_fps", type=positive_float, default=None, help="fps of written videos (default: the input's)"
+    )
     out.add_argument(
         "--save_input",
         action="store_true",
         help="also write the (resized) input as <name>_input.<ext>, for side-by-side viewing",
     )
     out.add_argument("--skip_existing", action="store_true", help="skip inputs whose output file exists")
-    out.add_argument("--crf", type=int, default=18, help="H.264 quality of written videos (lower is better)")
+    out.add_argument("--crf", type=crf_value, default=18, help="H.264 quality of written videos (lower is better)")
     p.set_defaults(func=run)
 
 
@@ -52,19 +56,28 @@ def run(args: argparse.Namespace) -> int:
     files = expand_patterns(
         args.image_pattern if images else args.video_pattern, IMAGE_SUFFIXES if images else VIDEO_SUFFIXES
     )
-    if images:  # images keep their format, so names cannot collide
-        targets = {f: output_path(f, files, args.output_dir, f.suffix) for f in files}
-    else:
-        targets = output_paths(files, args.output_dir, ".mp4")
+    plan = OutputPlan("media", files, "autoencode", owned=None if images else is_vtok_video)
+    targets: dict[Path, Path] = {}
+    copies: dict[Path, Path] = {}
+    for source in files:
+        suffix = source.suffix if images else ".mp4"  # images keep their format
+        target = output_path(source, files, args.output_dir, suffix)
+        if args.skip_existing and target.exists():
+            continue  # skipped below: nothing of it is written
+        root = output_root(source, args.output_dir)
+        targets[source] = plan.add(target, f"the reconstruction of {source}", root)
+        if args.save_input:
+            copy = output_path(source, files, args.output_dir, suffix, "_input")
+            copies[source] = plan.add(copy, f"the saved input of {source}", root)
+    plan.check()  # before the model loads: no output is an input, or another output, or a file vtok did not write
     engine = engine_from_args(args)
     pipeline = pipeline_from_args(args, engine)
+    plan.prepare()
 
     def job(source: Path) -> bool:
-        suffix = source.suffix if images else ".mp4"
-        target = targets[source]
-        if args.skip_existing and target.exists():
+        if source not in targets:
             return False
-        input_target = output_path(source, files, args.output_dir, suffix, "_input") if args.save_input else None
+        target, input_target = targets[source], copies.get(source)
         if images:
             autoencode_image(pipeline, source, target, input_target)
         else:
@@ -72,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")
-    report = run_per_file(files, job, "autoencode")
+    report = run_per_file(files, job, "autoencode", resume="add --skip_existing to continue where it stopped")
     print(report.summary("autoencode"))
     return report.exit_code

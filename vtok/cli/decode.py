@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..inference.media import write_decoded
 from ..inference.per_file import run_per_file
-from ..io import expand_patterns, output_path
+from ..io import TOKEN_SUFFIXES, OutputPlan, expand_patterns, output_path, output_root
 from ..io.tokens import load_tokens, read_token_meta
+from ..io.video import is_vtok_video
+from .arg_types import crf_value, non_negative_int, positive_int
 from .inference_args import add_checkpoint_args, engine_from_args
 
 
@@ -26,42 +28,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_checkpoint_args(p, required_parts="decoder")
     p.add_argument(
         "--tile",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         metavar="PIXELS",
         help="decode in overlapping spatial tiles of H [W] output pixels to bound memory",
     )
-    p.add_argument("--tile_overlap", type=int, default=None, help="pixels shared by neighbouring tiles")
+    p.add_argument("--tile_overlap", type=non_negative_int, default=None, help="pixels shared by neighbouring tiles")
     p.add_argument(
         "--output_dir",
         type=Path,
         default=None,
         help="where to write (default: a decoded/ folder beside each token file)",
     )
-    p.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better)")
+    p.add_argument("--crf", type=crf_value, default=18, help="H.264 quality (lower is better)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    files = expand_patterns(args.token_pattern, (".safetensors",))
-    models = {}
+    files = expand_patterns(args.token_pattern, TOKEN_SUFFIXES)
+    metas = {}
     for path in files:
         try:
-            models[path] = read_token_meta(path).model
+            metas[path] = read_token_meta(path)
         except ValueError:
             pass  # reported as failed by the batch below
+    plan = OutputPlan("media", files, "decode", owned=is_vtok_video)
+    targets = {
+        path: plan.add(
+            output_path(
+                path, files, args.output_dir, ".png" if meta.media == "image" else ".mp4", default_folder="decoded"
+            ),
+            str(path),
+            output_root(path, args.output_dir, "decoded"),
+        )
+        for path, meta in metas.items()
+    }
+    plan.check()
     engine = engine_from_args(args)
-    foreign = sorted({m for m in models.values() if m != engine.name})
+    foreign = sorted({m.model for m in metas.values() if m.model != engine.name})
     if foreign:
         raise ValueError(f"the token files were made by {', '.join(foreign)}, but the checkpoint is {engine.name}")
     tile = (args.tile[0], args.tile[-1]) if args.tile else None
+    plan.prepare()
 
     def job(path: Path) -> bool:
         tokens, meta = load_tokens(path)
-        suffix = ".png" if meta.media == "image" else ".mp4"
-        target = output_path(path, files, args.output_dir, suffix, default_folder="decoded")
-        write_decoded(engine, tokens, meta, target, tile, args.tile_overlap, args.crf)
+        write_decoded(engine, tokens, meta, targets[path], tile, args.tile_overlap, args.crf)
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..demo import MODELS, DemoSettings, run_demo
 from ..demo.run import __doc__ as DEMO_DOC
 from ..demo.run import summary_table
+from .arg_types import non_negative_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,13 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=defaults.model, choices=MODELS, help=f"tokenizer (default: {defaults.model})")
     p.add_argument(
         "--channels",
-        type=int,
+        type=positive_int,
         default=defaults.channels,
         help="network width when starting from random weights (released models: 128)",
     )
     p.add_argument(
         "--num_res_blocks",
-        type=int,
+        type=positive_int,
         default=defaults.num_res_blocks,
         help="residual blocks per level (released models: 2)",
     )
@@ -46,55 +47,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--iterations",
-        type=int,
+        type=positive_int,
         default=defaults.iterations,
         help=f"training iterations (default: {defaults.iterations})",
     )
     p.add_argument(
         "--batch_size",
-        type=int,
+        type=positive_int,
         default=defaults.batch_size,
         help=f"clips per iteration (default: {defaults.batch_size})",
     )
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=None,
         help="learning rate (default: 3e-4 from random weights, NVIDIA's 1e-4 from released ones)",
     )
     p.add_argument(
-        "--frames", type=int, default=defaults.frames, help="frames per training clip (1 + k * temporal compression)"
+        "--frames",
+        type=positive_int,
+        default=defaults.frames,
+        help="frames per training clip (1 + k * temporal compression)",
     )
     p.add_argument(
-        "--size", type=int, default=defaults.size, help="crop side in pixels (a multiple of the spatial compression)"
+        "--size",
+        type=positive_int,
+        default=defaults.size,
+        help="crop side in pixels (a multiple of the spatial compression)",
     )
     p.add_argument(
         "--train_videos",
-        type=int,
+        type=positive_int,
         default=defaults.train_videos,
         help=f"generated training videos (default: {defaults.train_videos})",
     )
     p.add_argument(
         "--val_videos",
-        type=int,
+        type=positive_int,
         default=defaults.val_videos,
         help=f"generated held-out videos (default: {defaults.val_videos})",
     )
     p.add_argument(
         "--video_frames",
-        type=int,
+        type=positive_int,
         default=defaults.video_frames,
         help=f"frames per generated video (default: {defaults.video_frames})",
     )
     p.add_argument(
         "--video_size",
-        type=int,
+        type=positive_int,
         nargs=2,
         default=defaults.video_size,
         metavar=("H", "W"),
         help="generated video size (default: {} {})".format(*defaults.video_size),
     )
-    p.add_argument("--seed", type=int, default=defaults.seed, help="seed of the data and the initial weights")
+    p.add_argument(
+        "--seed", type=non_negative_int, default=defaults.seed, help="seed of the data and the initial weights"
+    )
     p.set_defaults(func=run)
 
 

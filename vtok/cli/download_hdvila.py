@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..download.hdvila import JSONL_NAME, JSONL_SOURCE, HdvilaLayout, clip_videos, download_videos, read_plan
+from .arg_types import non_negative_float, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,13 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path("datasets/hdvila"),
         help=f"folder holding {JSONL_NAME}; everything is written below it (default: datasets/hdvila)",
     )
-    p.add_argument("--N_videos", type=int, default=128, help="how many distinct source videos to use (default: 128)")
+    p.add_argument(
+        "--N_videos", type=positive_int, default=128, help="how many distinct source videos to use (default: 128)"
+    )
     p.add_argument("--do_download", action="store_true", help="download the source videos and write the metas")
     p.add_argument("--do_clip", action="store_true", help="cut the clips from the downloaded source videos")
-    p.add_argument("--retries", type=int, default=3, help="retries per video after a failed attempt (default: 3)")
+    p.add_argument(
+        "--retries", type=non_negative_int, default=3, help="retries per video after a failed attempt (default: 3)"
+    )
     p.add_argument(
         "--retry_wait",
-        type=float,
+        type=non_negative_float,
         default=2.0,
         help="seconds before the first retry, doubled for each further one (default: 2)",
     )

@@ -6,7 +6,9 @@ import argparse
 import copy
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..evaluation import evaluate_videos, format_table
+from ..evaluation.videos import evaluation_outputs
 from ..io import VIDEO_SUFFIXES, expand_patterns
 from ..metrics import LPIPS, find_lpips_weights
 from .inference_args import add_checkpoint_args, add_processing_args, engine_from_args, pipeline_from_args
@@ -59,6 +61,9 @@ def _describe(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     files = expand_patterns(args.video_pattern, VIDEO_SUFFIXES)
+    plan = evaluation_outputs(files, args.output_dir, args.save_videos)
+    plan.check()  # before any model loads: the tables can be written, and replace no file vtok did not write
+    resolve_device(args.device)
     weights = find_lpips_weights(args.lpips_weights)
     lpips = LPIPS.from_files(*weights) if weights else None
     runs = [("A", args)] + ([("B", _baseline_args(args))] if args.baseline else [])
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if lpips is None:
         print("LPIPS: not computed (no local weights; see --lpips_weights)")
     settings = {"video_pattern": args.video_pattern, "short_size": args.short_size, "tile": args.tile}
+    plan.prepare()
     evaluation = evaluate_videos(
         files, pipelines, checkpoints, args.output_dir, lpips=lpips, save_videos=args.save_videos, settings=settings
     )

@@ -6,8 +6,11 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import load_tokenizer
-from ..checkpoint.export import export_jit
+from ..checkpoint.export import RELEASE_NAMES, export_jit, is_vtok_export
+from ..checkpoint.load import checkpoint_files
 from ..devices import DTYPES, resolve_device
+from ..io import OutputPlan
+from .arg_types import positive_int
 from .device_args import add_device_args
 
 
@@ -27,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reg", action="store_true", help="export the regular weights instead of the EMA ones")
     p.add_argument(
         "--input_shape",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         metavar="N",
@@ -40,12 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     ckpt = args.checkpoint
+    device = resolve_device(args.device)
+    out_dir = args.output_dir or ckpt.with_name(f"{ckpt.name if ckpt.is_dir() else ckpt.stem}_jit")
+    inputs = [p.resolve() for p in checkpoint_files(ckpt)] if ckpt.exists() else []
+    plan = OutputPlan("models", inputs, "export-jit", owned=is_vtok_export)
+    for part, filename in RELEASE_NAMES.items():
+        plan.add(out_dir / filename, f"the exported {part}", out_dir)
+    plan.check()  # before loading: never over the checkpoint read, NVIDIA's release files or a user's file
     tok = load_tokenizer(ckpt, args.tokenizer_type, ema=False if args.reg else None)
     use_ema = tok.load_info["ema"]
-    out_dir = args.output_dir or ckpt.with_name(f"{ckpt.name if ckpt.is_dir() else ckpt.stem}_jit")
-    written = export_jit(
-        tok, out_dir, example_shape=args.input_shape, dtype=DTYPES[args.dtype], device=resolve_device(args.device)
-    )
+    plan.prepare()
+    written = export_jit(tok, out_dir, example_shape=args.input_shape, dtype=DTYPES[args.dtype], device=device)
     print(f"{tok.name} ({'EMA' if use_ema else 'checkpoint'} weights, {args.dtype}):")
     for part, path in written.items():
         print(f"  {part:<12} {path}")

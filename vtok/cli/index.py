@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..data.manifest import MANIFEST_NAME, find_videos, index_videos
+from .arg_types import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,10 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"write one manifest for all inputs here (default: {MANIFEST_NAME} in each video folder; "
         "a dataset reads it when its config sets dataset.manifest)",
     )
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="probing threads")
+    p.add_argument("--workers", type=positive_int, default=min(8, os.cpu_count() or 1), help="probing threads")
     p.add_argument(
         "--num_video_frames",
-        type=int,
+        type=positive_int,
         default=None,
         help="also count the videos shorter than one window of this many frames",
     )

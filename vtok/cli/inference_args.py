@@ -10,6 +10,7 @@ from ..inference.engine import MODES, TokenizerEngine, load_engine
 from ..inference.pipeline import Pipeline
 from ..inference.windows import DEFAULT_WINDOW
 from ..networks.config import MODEL_NAMES
+from .arg_types import non_negative_int, positive_int
 from .device_args import add_device_args
 
 
@@ -42,27 +43,27 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("processing")
     group.add_argument(
         "--short_size",
-        type=int,
+        type=positive_int,
         default=None,
         help="resize so the short side has this many pixels (as NVIDIA's resize_video)",
     )
     group.add_argument(
         "--temporal_window",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"frames per model call, 1 + a multiple of the temporal compression "
         f"(default {DEFAULT_WINDOW}; NVIDIA's default was 17); bounds memory",
     )
     group.add_argument(
         "--temporal_overlap",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="frames each window re-reads from the previous one, a multiple of the temporal "
         "compression (default 2x it); 0 restarts the causal model at every window, which shows seams",
     )
     group.add_argument(
         "--tile",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=None,
         metavar="PIXELS",
@@ -70,7 +71,7 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--tile_overlap",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="pixels shared by neighbouring tiles (default a quarter of the tile)",
     )

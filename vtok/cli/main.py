@@ -61,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except ONE_LINE_ERRORS as err:
         print(f"vtok: error: {str(err).strip(chr(39))}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("vtok: interrupted (finished files are kept; run the command again to continue)", file=sys.stderr)
+    except KeyboardInterrupt as stop:  # Interrupted and the trainer's StoppedWithoutSaving say what was kept
+        kept = str(stop) or "files vtok finished are complete; none is left half written under its name"
+        print(f"vtok: interrupted: {kept}", file=sys.stderr)
         return 130
 
 

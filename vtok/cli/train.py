@@ -7,8 +7,9 @@ The config is parsed and validated before anything is built; `${now}` in the job
 rank 0's clock, so every rank writes to one job folder. The work is vtok.training.train(config).
 
 Exit codes: 0 done; 1 an error, in one line (bad data or checkpoint, a failed save, too many non-finite steps,
-another rank lost); 2 a bad command line; 143 stopped by SIGTERM after saving a checkpoint (rerun the same
-command to resume).
+another rank lost); 2 a bad command line; 143 stopped by SIGTERM, 130 by Ctrl-C, after saving a checkpoint at
+the end of the step (rerun the same command to resume); a second Ctrl-C stops at once, saying which checkpoint
+the rerun resumes from.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import sys
 from datetime import datetime
 
 from ..config.arguments import format_config, parse_train_args, resolve_now, usage
-from ..training.faults import PREEMPTED_EXIT_CODE, NonFiniteStepsError
+from ..training.faults import NonFiniteStepsError
 from ..training.resume import check_start
 from ..training.run import PeerLostError, current_rank, train
 from ..training.saving import CheckpointSaveError
 
-ONE_LINE_ERRORS = (ValueError, FileNotFoundError, KeyError, CheckpointSaveError, NonFiniteStepsError, PeerLostError)
+ONE_LINE_ERRORS = (ValueError, OSError, KeyError, CheckpointSaveError, NonFiniteStepsError, PeerLostError)
 PROG = "vtok.train"
 
 
@@ -52,9 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     if flags.dryrun:
         print(format_config(config))
         return 0
-    try:  # a missing or unreadable starting checkpoint, before any process group or job folder
+    try:  # an unwritable job folder, a missing or unreadable starting checkpoint: before any process group or folder
         check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
     try:
@@ -62,4 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except ONE_LINE_ERRORS as err:
         print(f"{PROG}: error (rank {current_rank()}): {str(err).strip(chr(39))}", file=sys.stderr)
         return 1
-    return PREEMPTED_EXIT_CODE if result.preempted else 0
+    except KeyboardInterrupt as err:
+        print(f"{PROG}: interrupted (rank {current_rank()}): {err}", file=sys.stderr)
+        return 130
+    return 128 + result.stop_signal if result.preempted else 0

@@ -28,7 +28,8 @@ from ..devices import resolve_device, resolve_dtype
 from ..evaluation import Evaluation, evaluate_videos, mean_scores
 from ..evaluation.figures import frame_grid, plot_loss_curve, read_scalars
 from ..inference import Pipeline, autoencode_video, load_engine
-from ..io import expand_patterns
+from ..inference.per_file import Interrupted
+from ..io import check_writable_folder, expand_patterns
 from ..io.video import read_video
 from ..losses import find_vgg16_weights
 from ..networks import build_tokenizer
@@ -134,6 +135,7 @@ def step(number: int, text: str) -> None:
 
 def prepare_output_dir(folder: Path) -> None:
     """Make `folder` the demo's: replace an earlier demo's folder, refuse one that holds anything else."""
+    check_writable_folder(folder)
     if folder.exists():
         if not folder.is_dir():
             raise ValueError(f"--output_dir {folder} is a file, not a folder")
@@ -202,7 +204,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     step(3, f"post-training for {settings.iterations} iterations with the trainer (python -m vtok.train)")
     train_started = time.perf_counter()
     print("python -m vtok.train " + " ".join(argv))
-    train(config)
+    if train(config).preempted:  # Ctrl-C or SIGTERM: the trainer saved; the rest needs the last iteration
+        raise Interrupted(f"the demo stopped during training, which saved its last step in {out / 'runs'}")
     train_seconds = time.perf_counter() - train_started
     job = out / "runs" / JOB[0] / JOB[1] / settings.model
     final = job / "checkpoints" / f"iter_{settings.iterations:09d}"

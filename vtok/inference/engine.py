@@ -4,19 +4,23 @@
 into vtok's network, which runs the FSQ in fp32 and works with every window and tile size.
 `--mode jit` (NVIDIA's default) runs the traced graphs of `encoder.jit`/`decoder.jit`/`autoencoder.jit`
 as they are. Both give tokens in NVIDIA's format: latents `[B,C,t,h,w]` or int indices `[B,t,h,w]`.
+Every call's output is checked against the shape the model must return (a graph that drops frames, or one
+traced for another model, fails the file in one line instead of giving a shorter video or wrong scores).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_tokenizer, resolve_checkpoint
+from ..checkpoint import CheckpointContents, load_tokenizer, resolve_checkpoint
 from ..checkpoint.reader import read_jit_file
 from ..devices import resolve_device
+from ..io.files import files_identity
 from ..networks.config import TokenizerConfig
 
 MODES = ("torch", "jit")
@@ -35,6 +39,7 @@ class TokenizerEngine:
     encode_fn: Fn | None = None
     decode_fn: Fn | None = None
     autoencode_fn: Fn | None = None
+    part_files: dict[str, list[Path]] = field(default_factory=dict)  # "encoder"/"decoder": the files it came from
 
     @property
     def tc(self) -> int:
@@ -60,9 +65,29 @@ class TokenizerEngine:
     def can_decode(self) -> bool:
         return self.decode_fn is not None
 
+    @functools.cached_property
+    def encoder_id(self) -> str:
+        """A fingerprint of the encoder's files (io.files.files_identity), recorded in token files; '' if unknown."""
+        files = self.part_files.get("encoder", [])
+        return files_identity(files) if files else ""
+
     def describe(self) -> str:
         """E.g. 'torch mode, float32, cpu', for logs."""
         return f"{self.mode} mode, {str(self.dtype).removeprefix('torch.')}, {self.device}"
+
+    def expected_shape(self, what: str, shape: Sequence[int]) -> tuple[int, ...]:
+        """The shape the model's `what` ("encoder", "decoder", "full autoencoder") must return for an input of
+        `shape`: tokens on the compressed grid, or frames (1 + (t-1) * tc of them) on the full one."""
+        tc, sc, config = self.tc, self.sc, self.config
+        if what == "encoder":
+            b, _, *size = shape
+            grid = ([1 + (size[0] - 1) // tc] if self.is_video else []) + [size[-2] // sc, size[-1] // sc]
+            return (b, *grid) if self.is_discrete else (b, config.latent_dim, *grid)
+        if what == "decoder":
+            b, *grid = shape if self.is_discrete else (shape[0], *shape[2:])
+            frames = [1 + (grid[0] - 1) * tc] if self.is_video else []
+            return (b, config.out_channels, *frames, grid[-2] * sc, grid[-1] * sc)
+        return (shape[0], config.out_channels, *shape[2:])
 
     def _run(self, fn: Fn | None, what: str, x: torch.Tensor) -> torch.Tensor:
         if fn is None:
@@ -72,7 +97,14 @@ class TokenizerEngine:
         with torch.inference_mode():
             if x.is_floating_point():
                 x = x.to(device=self.device, dtype=self.dtype)
-            return fn(x.to(self.device))
+            y = fn(x.to(self.device))
+        expected = self.expected_shape(what, tuple(x.shape))
+        if tuple(y.shape) != expected:
+            raise ValueError(
+                f"the {what} returned {list(y.shape)} for an input of {list(x.shape)}, but {self.name} must return "
+                f"{list(expected)} (a checkpoint made for another model, or a broken {what})"
+            )
+        return y
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pixels in [-1,1] of a valid size -> latent (continuous) or int indices (discrete)."""
@@ -104,6 +136,10 @@ def _checkpoint_paths(checkpoint: Path | None, checkpoint_enc: Path | None, chec
     return paths or [checkpoint]
 
 
+def _part_files(contents: Sequence[CheckpointContents]) -> dict[str, list[Path]]:
+    return {part: [c.path for c in contents if part in c.parts] for part in ("encoder", "decoder")}
+
+
 def _first(out: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
     return out if isinstance(out, torch.Tensor) else out[0]
 
@@ -112,7 +148,7 @@ def _load_jit_engine(
     paths: list[Path], name: str | None, device: torch.device, dtype: torch.dtype, siblings: bool
 ) -> TokenizerEngine:
     model_name, config, contents = resolve_checkpoint(paths, name, siblings=siblings)
-    engine = TokenizerEngine(model_name, config, device, dtype, "jit")
+    engine = TokenizerEngine(model_name, config, device, dtype, "jit", part_files=_part_files(contents))
     for item in contents:
         if item.kind != "jit":
             raise ValueError(
@@ -150,7 +186,11 @@ def load_engine(
     if mode == "jit":
         return _load_jit_engine(paths, tokenizer_type, device, dtype, siblings)
     tok = load_tokenizer(paths, tokenizer_type, device=device, dtype=dtype, ema=ema, siblings=siblings)
-    engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch")
+    files = {
+        part: [Path(f) for f, parts in tok.load_info["parts"].items() if part in parts]
+        for part in ("encoder", "decoder")
+    }
+    engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch", part_files=files)
     if "encoder" in tok.loaded_parts:
         engine.encode_fn = (lambda x: tok.encode(x)[0]) if tok.config.is_discrete else tok.encode
     if "decoder" in tok.loaded_parts:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +24,21 @@ from ..io.tokens import TokenMeta
 from ..networks.config import overrides_of
 from .engine import TokenizerEngine
 from .pipeline import FrameLayout, Pipeline
+
+
+def encoding_settings(pipeline: Pipeline) -> dict[str, Any]:
+    """What the tokens of this pipeline depend on (io.tokens.ENCODING_FIELDS), as token files record it."""
+    engine, windows, tiling = pipeline.engine, pipeline.windows, pipeline.tiling
+    return {
+        "model": engine.name,
+        "overrides": overrides_of(engine.name, engine.config),
+        "checkpoint_id": engine.encoder_id,
+        "short_size": pipeline.short_size or 0,
+        "temporal_window": windows.frames if windows else 0,
+        "temporal_overlap": windows.overlap if windows else 0,
+        "tile": [tiling.height, tiling.width] if tiling else [],
+        "tile_overlap": tiling.overlap if tiling else 0,
+    }
 
 
 def token_meta(
@@ -36,10 +52,9 @@ def token_meta(
     checkpoint: Sequence[str] = (),
 ) -> TokenMeta:
     """What decoding a token file needs: the model, the frame layout and count, and the windows that made it."""
-    engine, windows = pipeline.engine, pipeline.windows
+    engine = pipeline.engine
     return TokenMeta(
-        model=engine.name,
-        overrides=overrides_of(engine.name, engine.config),
+        **encoding_settings(pipeline),
         kind="discrete" if engine.is_discrete else "continuous",
         media=media,
         fps=fps,
@@ -50,8 +65,6 @@ def token_meta(
         source=str(source),
         source_height=source_size[0],
         source_width=source_size[1],
-        temporal_window=windows.frames if windows else 0,
-        temporal_overlap=windows.overlap if windows else 0,
         checkpoint=[str(c) for c in checkpoint],
     )
 

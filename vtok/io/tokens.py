@@ -3,7 +3,8 @@
 Tensors: `latent` `[C,t,h,w]` (continuous video; `[C,h,w]` for an image) or `indices` `[t,h,w]` int32
 (discrete; `[h,w]` for an image). Metadata (safetensors' string map, key `vtok`): a JSON `TokenMeta`.
 Files are written to a temporary name and renamed, so a file under its final name is always complete,
-which is what lets `vtok encode` skip finished videos after an interruption.
+which is what lets `vtok encode` skip finished videos after an interruption; it skips a file only when the
+settings recorded in it (ENCODING_FIELDS: model, checkpoint, resize, windows, tiles) are this run's.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-from .atomic import atomic_path
+from .atomic import write_bytes_atomic
 
 FORMAT = "vtok.tokens/1"
 
@@ -41,6 +42,10 @@ class TokenMeta:
     temporal_window: int = 0
     temporal_overlap: int = 0
     checkpoint: list[str] = field(default_factory=list)
+    checkpoint_id: str = ""  # io.files.files_identity of the encoder's files
+    short_size: int = 0  # --short_size (0: not resized)
+    tile: list[int] = field(default_factory=list)  # --tile H W ([] without tiles)
+    tile_overlap: int = 0
     format: str = FORMAT
 
     @property
@@ -48,15 +53,38 @@ class TokenMeta:
         return "indices" if self.kind == "discrete" else "latent"
 
 
+# What `vtok encode` compares before skipping a file: the tokens depend on each of them.
+ENCODING_FIELDS = (
+    "model",
+    "overrides",
+    "checkpoint_id",
+    "short_size",
+    "temporal_window",
+    "temporal_overlap",
+    "tile",
+    "tile_overlap",
+)
+
+
+def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]:
+    """The ENCODING_FIELDS where a token file's metadata and this run's `settings` differ, e.g.
+    ['short_size 256 (this run: 0)']; [] when the file is what this run would write."""
+
+    def same(a: Any, b: Any) -> bool:
+        return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+    differ = []
+    for key in ENCODING_FIELDS:
+        stored, wanted = getattr(meta, key), settings[key]
+        if not same(stored, wanted):
+            differ.append(f"{key} {stored!r} (this run: {wanted!r})" if key != "checkpoint_id" else "checkpoint files")
+    return differ
+
+
 def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
-    """Write tokens and metadata atomically."""
-    with atomic_path(path) as tmp:
-        save_file(
-            {meta.tensor_name: tokens.detach().cpu().contiguous()},
-            str(tmp),
-            metadata={"vtok": json.dumps(asdict(meta))},
-        )
-    return Path(path)
+    """Write tokens and metadata atomically (serialized in memory, so a full disk is one WriteError)."""
+    data = save({meta.tensor_name: tokens.detach().cpu().contiguous()}, metadata={"vtok": json.dumps(asdict(meta))})
+    return write_bytes_atomic(path, data)
 
 
 def read_token_meta(path: str | Path) -> TokenMeta:

@@ -16,9 +16,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import MediaError
+from .atomic import temporary_name
+from .errors import MediaError, WriteError
 
 DEFAULT_CRF = 18
+VTOK_COMMENT = "written by vtok"  # the container's comment tag in every mp4 vtok writes
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,15 @@ def probe_video(path: str | Path) -> VideoInfo:
         return VideoInfo(path, width, height, _fps(stream), stream.frames or None, stream.codec_context.name, rotation)
 
 
+def is_vtok_video(path: str | Path) -> bool:
+    """True when `path` is an mp4 that vtok wrote (its container's comment says so): an output vtok may replace."""
+    try:
+        with av.open(str(path), mode="r") as container:
+            return container.metadata.get("comment") == VTOK_COMMENT
+    except (av.FFmpegError, OSError):
+        return False
+
+
 def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Every frame of `path` in order, as uint8 RGB `[H, W, 3]`; MediaError on a file that cannot be decoded."""
     path = Path(path)
@@ -119,13 +130,15 @@ class VideoWriter:
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         self.crf = crf
         self.frames_written = 0
-        self._tmp = self.path.with_name(f".{self.path.stem}.tmp{os.getpid()}{self.path.suffix or '.mp4'}")
+        # the temporary keeps an mp4 suffix even when the target has none: FFmpeg picks its muxer by it
+        self._tmp = temporary_name(self.path if self.path.suffix else self.path.with_name(self.path.name + ".mp4"))
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
 
     def _start(self, height: int, width: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        self._container.metadata["comment"] = VTOK_COMMENT
         stream = self._container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
@@ -137,17 +150,21 @@ class VideoWriter:
         frames = frames[None] if frames.ndim == 3 else frames
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"VideoWriter takes uint8 RGB frames [T,H,W,3], got {frames.dtype} {list(frames.shape)}")
-        if self._stream is None:
-            self._start(frames.shape[1], frames.shape[2])
-        assert self._container is not None and self._stream is not None
-        if (frames.shape[1], frames.shape[2]) != (self._stream.height, self._stream.width):
-            raise ValueError(
-                f"{self.path}: frame size {frames.shape[1:3]} differs from the first frame's "
-                f"{(self._stream.height, self._stream.width)}"
-            )
-        for rgb in frames:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-            self._container.mux(self._stream.encode(frame))
+        try:
+            if self._stream is None:
+                self._start(frames.shape[1], frames.shape[2])
+            assert self._container is not None and self._stream is not None
+            if (frames.shape[1], frames.shape[2]) != (self._stream.height, self._stream.width):
+                raise ValueError(
+                    f"{self.path}: frame size {frames.shape[1:3]} differs from the first frame's "
+                    f"{(self._stream.height, self._stream.width)}"
+                )
+            for rgb in frames:
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+                self._container.mux(self._stream.encode(frame))
+        except OSError as err:  # a full disk, the size limit, a folder that cannot be made
+            self.abort()
+            raise WriteError(self.path, err) from err
         self.frames_written += len(frames)
 
     def close(self) -> Path:
@@ -161,6 +178,9 @@ class VideoWriter:
             self._container.close()
             self._container = None
             os.replace(self._tmp, self.path)
+        except OSError as err:
+            self.abort()
+            raise WriteError(self.path, err) from err
         except BaseException:
             self.abort()
             raise

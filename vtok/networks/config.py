@@ -52,6 +52,7 @@ class TokenizerConfig:
         for name in ("channels_mult", "attn_resolutions", "levels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         _check_types(self)
+        _check_ranges(self)
         if self.name not in VIDEO_KINDS + IMAGE_KINDS:
             raise ValueError(f"name={self.name!r}: expected one of {VIDEO_KINDS + IMAGE_KINDS}")
         if self.patch_method != "haar":
@@ -131,6 +132,36 @@ def _check_types(cfg: TokenizerConfig) -> None:
             continue
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ValueError(f"{f.name}={value!r}: expected {f.type}")
+
+
+POSITIVE_FIELDS = (
+    "in_channels",
+    "out_channels",
+    "channels",
+    "num_res_blocks",
+    "resolution",
+    "z_channels",
+    "z_factor",
+    "latent_channels",
+    "embedding_dim",
+    "num_quantizers",
+    "num_groups",
+)
+
+
+def _check_ranges(cfg: TokenizerConfig) -> None:
+    """Every numeric field within what a network can be built from (the power-of-two rules are checked after)."""
+    for name in POSITIVE_FIELDS:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name}={getattr(cfg, name)}: must be at least 1")
+    if not cfg.channels_mult or min(cfg.channels_mult) < 1:
+        raise ValueError(f"channels_mult={list(cfg.channels_mult)}: must be one or more multipliers, each at least 1")
+    if cfg.attn_resolutions and min(cfg.attn_resolutions) < 1:
+        raise ValueError(f"attn_resolutions={list(cfg.attn_resolutions)}: each must be at least 1")
+    if cfg.name in ("DV", "DI") and (not cfg.levels or min(cfg.levels) < 2):
+        raise ValueError(f"levels={list(cfg.levels)}: FSQ needs one or more levels, each at least 2")
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError(f"dropout={cfg.dropout}: must be in [0, 1)")
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TokenizerConfig))

@@ -20,6 +20,7 @@ from .image import Decoder, Encoder
 from .layers3d import pointwise_conv
 from .memory_format import memory_format_of
 from .video import DecoderFactorized, EncoderFactorized
+from .video_streams import DEFAULT_ATTENTION_BUDGET, DecoderStream, EncoderStream, HorizonSetting
 
 
 class TokenizerOutput(NamedTuple):
@@ -173,6 +174,28 @@ class Tokenizer(nn.Module):
         self._check_latent(z)
         return self.decoder(self.post_quant_conv(self._to_model(z)))
 
+    def _encode_head(self, h: torch.Tensor) -> Any:
+        """Encoder features -> what `encode` returns."""
+        raise NotImplementedError
+
+    def stream_encoder(
+        self, attention_horizon: HorizonSetting = "auto", attention_budget: int = DEFAULT_ATTENTION_BUDGET
+    ) -> EncoderStream:
+        """Encode a video in chunks, exactly as one pass (video models): `with tok.stream_encoder() as enc:
+        out = enc(chunk)`; the first chunk has 1 + k*tc frames, later ones k*tc.
+
+        `attention_horizon`: latent frames the temporal attention keeps (None: all; 'auto': as many as fit in
+        `attention_budget` bytes). Past it the stream is approximate and says so (`exact`, a warning).
+        """
+        return EncoderStream(self, attention_horizon, attention_budget)
+
+    def stream_decoder(
+        self, attention_horizon: HorizonSetting = "auto", attention_budget: int = DEFAULT_ATTENTION_BUDGET
+    ) -> DecoderStream:
+        """Decode latents/codes in chunks of any number of latent frames, exactly as one pass (video models);
+        discrete models also take indices (`dec.decode_indices(idx)`). Horizon as in `stream_encoder`."""
+        return DecoderStream(self, attention_horizon, attention_budget)
+
 
 class ContinuousTokenizer(Tokenizer):
     """CV / CI models: `encode(x) -> latent`, `decode(latent) -> x`."""
@@ -182,7 +205,10 @@ class ContinuousTokenizer(Tokenizer):
         self.distribution = GaussianDistribution() if config.formulation == "VAE" else IdentityDistribution()
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.distribution(self.quant_conv(self.encoder(self._prepare(x))))[0]
+        return self._encode_head(self.encoder(self._prepare(x)))
+
+    def _encode_head(self, h: torch.Tensor) -> torch.Tensor:
+        return self.distribution(self.quant_conv(h))[0]
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         self._require("decoder")
@@ -210,10 +236,17 @@ class DiscreteTokenizer(Tokenizer):
         return self.quantizer.codebook_size
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        indices, codes, _ = self.quantizer(self.quant_conv(self.encoder(self._prepare(x))))
+        return self._encode_head(self.encoder(self._prepare(x)))
+
+    def _encode_head(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        indices, codes, _ = self.quantizer(self.quant_conv(h))
         return indices, codes
 
     def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.indices_to_codes(indices))
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Integer token indices -> codes [B,dim,...] on the model's device (ValueError if out of range)."""
         rank = 4 if self.config.is_video else 3
         if indices.ndim != rank or indices.is_floating_point():
             raise ValueError(
@@ -223,7 +256,7 @@ class DiscreteTokenizer(Tokenizer):
             raise ValueError(
                 f"token indices must lie in [0, {self.codebook_size}), got [{int(indices.min())}, {int(indices.max())}]"
             )
-        return self.decode(self.quantizer.indices_to_codes(indices.to(self.device)))
+        return self.quantizer.indices_to_codes(indices.to(self.device))
 
     def forward(self, x: torch.Tensor) -> TokenizerOutput:
         self._require("decoder")

@@ -1,9 +1,10 @@
-"""What the loop does about faults it can outlive: a preemption signal, and steps whose gradients are not finite.
+"""What the loop does about faults it can outlive: a stop signal, and steps whose gradients are not finite.
 
-SIGTERM (what schedulers and torchrun send before killing a job) only sets a flag; the loop reads it after
-each step, every rank agreeing through one all-reduce so none waits in a collective the others left, then
-saves and stops. A second SIGTERM kills at once (the default action). Non-finite steps are skipped by the
-trainer; `NonFiniteGuard` stops the run after `trainer.max_nonfinite_steps` of them in a row, naming the
+SIGTERM (what schedulers and torchrun send before killing a job) and SIGINT (Ctrl-C) only set a flag; the loop
+reads it after each step, every rank agreeing through one all-reduce so none waits in a collective the others
+left, then saves and stops. A second signal acts at once (SIGTERM kills; Ctrl-C raises KeyboardInterrupt, which
+`train` turns into StoppedWithoutSaving, naming the checkpoint a rerun resumes from). Non-finite steps are skipped
+by the trainer; `NonFiniteGuard` stops the run after `trainer.max_nonfinite_steps` of them in a row, naming the
 iteration, the clips of the step and the last complete checkpoint.
 """
 
@@ -25,6 +26,7 @@ from .saving import LATEST_FILE
 log = logging.getLogger(__name__)
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: stopped on request after saving; rerun the command to resume
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 MAX_NAMED_FILES = 8
 
 
@@ -32,26 +34,36 @@ class NonFiniteStepsError(RuntimeError):
     """Too many optimizer steps in a row had a non-finite gradient norm."""
 
 
+class StoppedWithoutSaving(KeyboardInterrupt):
+    """Ctrl-C before the run could save (during set-up, or a second Ctrl-C); says what a rerun resumes from."""
+
+
 class StopOnSignal:
-    """Turns SIGTERM into a request the loop honours at the next step boundary (main thread only)."""
+    """Turns SIGTERM and SIGINT into a request the loop honours at the next step boundary (main thread only)."""
 
     def __init__(self, info: DistInfo) -> None:
         self.info = info
         self.signal: int | None = None
-        self._previous = None
+        self._previous: dict[int, object] = {}
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
 
     def uninstall(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for signum in self._previous:
+            signal.signal(signum, self._default(signum))
+        self._previous = {}
+
+    def _default(self, signum: int) -> object:
+        previous = self._previous.get(signum)
+        return signal.SIG_DFL if previous is None else previous
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signal = signum
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+        if signum == signal.SIGINT:
+            log.warning("Ctrl-C: saving at the end of this step, then stopping (press Ctrl-C again to stop now)")
+        signal.signal(signum, self._default(signum))  # a second one acts at once
 
     def agreed(self) -> bool:
         """True when any rank was asked to stop (an all-reduce: every rank must call it at the same step)."""

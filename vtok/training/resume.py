@@ -13,6 +13,7 @@ base weights and adapters are restored as they were, exactly.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,9 +27,12 @@ from ..checkpoint.load import resolve_checkpoint
 from ..checkpoint.lora_file import entry_settings, unmerged_state
 from ..checkpoint.mismatch import StateMismatch, shapes_of
 from ..checkpoint.reader import check_checkpoint_file
+from ..checkpoint.record import VtokRecord
 from ..checkpoint.state_dict import is_constant_buffer
 from ..checkpoint.training_file import TrainingFile
 from ..config.schema import CheckpointConfig, OptimizerConfig
+from ..io.files import check_writable_folder
+from ..networks.config import NAMED_CONFIGS, TokenizerConfig
 from ..networks.lora import adapters, is_lora_key, load_lora_state_dict
 from .ema import EMA
 from .optim import adapt_optimizer_state, adapt_scheduler_state, apply_config_hparams, describe_hparams
@@ -78,7 +82,9 @@ def source_path(checkpoint_dir: Path, config: CheckpointConfig) -> tuple[str, Pa
 
 
 def check_start(checkpoint_dir: Path, config: CheckpointConfig) -> None:
-    """Before anything is built: the checkpoint the run starts from exists and is one vtok reads (weights only)."""
+    """Before anything is built: the job's folder can be written, and the checkpoint the run starts from exists and
+    is one vtok reads (weights only)."""
+    check_writable_folder(checkpoint_dir)
     _, path = source_path(checkpoint_dir, config)
     if path is not None and path.is_file():
         check_checkpoint_file(path)
@@ -99,6 +105,55 @@ def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: st
 def continues_training(source: Source, config: CheckpointConfig) -> bool:
     """Whether the run takes over the file's training state: a resume, or `load_path` with `load_training_state`."""
     return source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
+
+
+def loads_training_state(source: Source, config: CheckpointConfig) -> bool:
+    """Whether the run takes the file's optimizer state (so the file's network must be this run's exactly)."""
+    wanted = source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
+    return wanted and not source.weights_only
+
+
+def network_differences(record: VtokRecord, name: str | None, network: TokenizerConfig) -> list[str]:
+    """How the network a vtok file records differs from this run's, field by field ([] when it is the same or the file
+    has no record to compare)."""
+    if record.name is None or record.name not in NAMED_CONFIGS:
+        return []
+    saved = {**NAMED_CONFIGS[record.name].to_dict(), **record.overrides}
+    here = network.to_dict()
+    differ = [f"model.config.network_name {record.name} in the file, {name} here"] if record.name != name else []
+    return differ + [
+        f"model.config.network.{key}={json.dumps(saved[key])} in the file, {json.dumps(here[key])} here"
+        for key in here
+        if key in saved and json.dumps(saved[key]) != json.dumps(here[key])
+    ]
+
+
+def check_same_network(
+    source: Source, config: CheckpointConfig, network: nn.Module, name: str | None, network_config: TokenizerConfig
+) -> None:
+    """Before the optimizer is built: a file whose optimizer state this run loads was trained with this very network,
+    else ValueError naming the fields (or, for a file without vtok's record, the weights) that differ."""
+    if not loads_training_state(source, config):
+        return
+    instead = (
+        "start another job.name"
+        if source.kind == "resume"
+        else "set checkpoint.load_training_state=false to take its weights only"
+    )
+    differ = network_differences(source.file.record, name, network_config)
+    if differ:
+        raise ValueError(
+            f"{source.path} was trained with another network ({'; '.join(differ[:4])}), so its optimizer state "
+            f"cannot be loaded: set those keys as the file has them, or {instead}"
+        )
+    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k) and not is_lora_key(k)}
+    weights = {k: v for k, v in source.file.network.items() if not is_constant_buffer(k)}
+    mismatch = StateMismatch.compare(shapes_of(weights), shapes_of(own))
+    if mismatch:
+        raise ValueError(
+            f"{source.path} holds another network than the configured one ({mismatch.describe(limit=2)}), so its "
+            f"optimizer state cannot be loaded: check model.config.network.*, or {instead}"
+        )
 
 
 def load_weights(network: nn.Module, state: dict[str, torch.Tensor], strict: bool, source: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..config.arguments import resolve_now
 from ..config.schema import Config
 from .distributed import broadcast_object, close_distributed, init_distributed, is_peer_failure
+from .faults import StoppedWithoutSaving, last_complete_checkpoint
 from .resume import check_start
 from .trainer import Trainer
 
@@ -28,7 +29,8 @@ class TrainResult:
 
     folder: Path  # the job folder
     iteration: int  # the last iteration trained (and saved)
-    preempted: bool  # stopped early on SIGTERM, after saving; running the same job again resumes it
+    preempted: bool  # stopped early on SIGTERM or SIGINT, after saving; running the same job again resumes it
+    stop_signal: int = 0  # the signal that stopped it (signal.SIGTERM, signal.SIGINT), when preempted
     scalars: dict[str, float] = field(default_factory=dict)  # the last logged training scalars
 
 
@@ -41,7 +43,8 @@ def train(config: Config) -> TrainResult:
     """Train `config` (validated) to `trainer.max_iter`, resuming the job if it has checkpoints.
 
     Raises ValueError, FileNotFoundError, KeyError (bad data, checkpoints or settings, in one line),
-    CheckpointSaveError, NonFiniteStepsError or PeerLostError; the process group is always closed."""
+    CheckpointSaveError, NonFiniteStepsError, PeerLostError, or StoppedWithoutSaving on a Ctrl-C that came before
+    the loop could save; the process group is always closed."""
     check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)
     info = init_distributed(config.trainer)
     trainer = None
@@ -49,7 +52,13 @@ def train(config: Config) -> TrainResult:
         config = resolve_now(config, broadcast_object(datetime.now(), info))
         trainer = Trainer(config, info)
         scalars = trainer.train()
-        return TrainResult(trainer.folder, trainer.iteration, trainer.preempted, scalars)
+        return TrainResult(trainer.folder, trainer.iteration, trainer.preempted, trainer.stop_signal or 0, scalars)
+    except KeyboardInterrupt:  # before the loop, or a second Ctrl-C: nothing more was saved
+        checkpoints = config.job.folder() / "checkpoints"
+        raise StoppedWithoutSaving(
+            f"stopped without saving (the steps since the last save are lost); the job's last complete "
+            f"checkpoint, which a rerun of it resumes from: {last_complete_checkpoint(checkpoints)}"
+        ) from None
     except RuntimeError as err:
         if not (info.distributed and is_peer_failure(err)):
             raise

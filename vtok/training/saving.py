@@ -12,9 +12,9 @@ save, and the end of training, wait for it (and re-raise its error, if any). Rea
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +29,7 @@ from ..checkpoint.lora_file import merge_adapters, write_lora_file
 from ..checkpoint.training_file import TrainingFile
 from ..config.schema import CheckpointConfig
 from ..io.atomic import atomic_path
+from ..io.errors import describe_save_error
 from ..networks.lora import LoRASettings
 
 log = logging.getLogger(__name__)
@@ -41,24 +42,12 @@ class CheckpointSaveError(RuntimeError):
     """Writing a checkpoint failed; the files written before it are untouched."""
 
 
-STORAGE_ERRNOS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EFBIG: "the file size limit was reached",
-}
-
-
-def describe_save_error(error: BaseException) -> str:
-    """What went wrong writing a file, in words: 'the disk is full ([Errno 28] ...)' or the error itself.
-
-    torch.save reports a failed write as a RuntimeError whose context is the OSError, so the chain is searched."""
-    seen: BaseException | None = error
-    while seen is not None:
-        cause = STORAGE_ERRNOS.get(getattr(seen, "errno", None))
-        if cause:
-            return f"{cause} ({seen})"
-        seen = seen.__cause__ or seen.__context__
-    return (str(error) or type(error).__name__).strip()
+# The only files keep_last ever deletes: a checkpoint and its jits, by vtok's exact names; and the temporaries
+# (io.atomic's names) a killed save leaves of them.
+SAVED_FILE = re.compile(r"^iter_(\d{9})(\.pt|_enc\.jit|_dec\.jit|_ema\.jit|_lora\.safetensors)$")
+SAVE_TEMPORARY = re.compile(
+    r"^\.(iter_\d{9}(_enc|_dec|_ema|_lora)?|latest_checkpoint)\.tmp\d+\.(pt|jit|txt|safetensors)$"
+)
 
 
 def save_durably(payload: dict[str, Any], path: Path) -> None:
@@ -68,6 +57,16 @@ def save_durably(payload: dict[str, Any], path: Path) -> None:
         torch.save(payload, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def saved_iterations(folder: Path) -> dict[int, list[Path]]:
+    """{iteration: its files} of what vtok saved in `folder`, matched by exact name (a user's `iter_best.pt` is not)."""
+    found: dict[int, list[Path]] = {}
+    for path in Path(folder).iterdir() if Path(folder).is_dir() else ():
+        match = SAVED_FILE.match(path.name)
+        if match and path.is_file():
+            found.setdefault(int(match[1]), []).append(path)
+    return found
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -118,14 +117,15 @@ class Checkpointer:
         self.jit = jit
         self.lora = lora if lora is not None and lora.enabled else None
         self._thread: threading.Thread | None = None
-        self._error: tuple[int, BaseException] | None = None
+        self._error: tuple[Path, BaseException] | None = None
         self._remove_stale_temporaries()
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete the temporary files of saves a killed run left half written (never under a checkpoint's name)."""
+        """Delete the temporary files of saves a killed run left half written (vtok's temporary names only)."""
         for stale in self.folder.glob(".*.tmp*"):
-            log.warning("removing %s, left half written by an interrupted save", stale)
-            stale.unlink(missing_ok=True)
+            if SAVE_TEMPORARY.match(stale.name):
+                log.warning("removing %s, left half written by an interrupted save", stale)
+                stale.unlink(missing_ok=True)
 
     def save(self, file: TrainingFile) -> None:
         """Write `file` (CPU tensors; with LoRA, unmerged) as `iter_N.pt` and, from its EMA weights, the jits, in
@@ -142,21 +142,20 @@ class Checkpointer:
             self._thread.join()
             self._thread = None
         if self._error is not None:
-            (iteration, error), self._error = self._error, None
+            (path, error), self._error = self._error, None
             latest = self.folder / LATEST_FILE
             kept = (
                 f"the last complete checkpoint, {latest.read_text().strip()}, is intact"
                 if latest.is_file()
                 else "no earlier checkpoint exists"
             )
-            raise CheckpointSaveError(
-                f"saving {self.folder / checkpoint_name(iteration)} failed: {describe_save_error(error)}; {kept}"
-            ) from error
+            failed = getattr(error, "path", None) or path
+            raise CheckpointSaveError(f"saving {failed} failed: {describe_save_error(error)}; {kept}") from error
 
     def _write(self, file: TrainingFile) -> None:
         iteration = int(file.iteration or 0)
+        path = self.folder / checkpoint_name(iteration)
         try:
-            path = self.folder / checkpoint_name(iteration)
             if self.lora is not None:
                 file = merge_adapters(file, self.lora)
             with atomic_path(path) as tmp:
@@ -168,9 +167,9 @@ class Checkpointer:
             log.info("saved %s", path)
             if self.jit is not None and self.config.jit.enabled and file.ema is not None:
                 self._export(iteration, {**file.network, **file.ema})
-            self._prune()
+            self._prune(iteration)
         except BaseException as err:  # surfaced by join() in the training thread
-            self._error = (iteration, err)
+            self._error = (path, err)
 
     def _export(self, iteration: int, state: dict[str, torch.Tensor]) -> None:
         network = self.jit.network
@@ -186,15 +185,18 @@ class Checkpointer:
         )
         log.info("exported %s from the EMA weights", ", ".join(p.name for p in written.values()))
 
-    def _prune(self) -> None:
-        """Keep only the newest `keep_last` checkpoints (and their jits)."""
+    def _prune(self, newest: int) -> None:
+        """Keep only the newest `keep_last` checkpoints (and their jits), by iteration number; only files vtok names
+        `iter_{N:09d}.pt` / `iter_{N:09d}_{enc,dec,ema}.jit` are ever deleted, and never those of `newest`, the
+        checkpoint just saved and named in latest_checkpoint.txt."""
         if self.config.keep_last is None:
             return
-        saved = sorted(self.folder.glob("iter_*.pt"))
-        for old in saved[: max(0, len(saved) - self.config.keep_last)]:
-            iteration = int(old.stem[5:])
-            names = [*jit_names(iteration).values(), lora_file_name(iteration)]
-            for part in [old, *(old.with_name(n) for n in names)]:
+        saved = saved_iterations(self.folder)
+        checkpoints = sorted(n for n, files in saved.items() if any(f.suffix == ".pt" for f in files))
+        for old in checkpoints[: max(0, len(checkpoints) - self.config.keep_last)]:
+            if old == newest:
+                continue
+            for part in saved[old]:
                 part.unlink(missing_ok=True)
 
 

@@ -23,6 +23,7 @@ import logging
 import math
 import random
 import resource
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ from .precision import Precision, resolve_precision
 from .recompute import recompute_blocks
 from .resume import (
     Source,
+    check_same_network,
     continues_training,
     data_position,
     find_source,
@@ -113,7 +115,8 @@ class Trainer:
         self.iteration = 0
         self.data_step = 0  # training micro-batches this job consumed, for resuming mid-epoch
         self.skipped_steps = 0
-        self.preempted = False  # train() stopped early on SIGTERM, after saving
+        self.preempted = False  # train() stopped early on SIGTERM or SIGINT, after saving
+        self.stop_signal: int | None = None
         self.batches: Iterator[torch.Tensor] | None = None
         self._setup()
 
@@ -198,6 +201,7 @@ class Trainer:
             )
         ema = model.ema
         self.ema = EMA(self.network, ema.beta, ema.warmup) if ema.enabled else None
+        check_same_network(source, config.checkpoint, self.network, name, config.network)
         continues = continues_training(source, config.checkpoint)
         load_network_and_ema(source, self.network, self.ema, config.checkpoint.strict_resume, continues)
         seed_everything(trainer.seed + self.info.rank)
@@ -373,9 +377,11 @@ class Trainer:
                     self.save()
                 if stop.agreed():
                     self.preempted = True
+                    self.stop_signal = stop.signal or signal.SIGTERM  # another rank's signal: SIGTERM's meaning
                     log.warning(
-                        "iteration %d: asked to stop (SIGTERM); saving and exiting, rerun the same command to resume",
+                        "iteration %d: asked to stop (%s); saving and exiting, rerun the same command to resume",
                         self.iteration,
+                        signal.Signals(self.stop_signal).name,
                     )
                     break
                 if trainer.run_validation and self.iteration % trainer.validation_iter == 0:
