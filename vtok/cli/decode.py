@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..inference.media import RECORDED, write_decoded
@@ -80,6 +81,12 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the token files were made by {', '.join(foreign)}, but the checkpoint is {engine.name}")
     tile = (args.tile[0], args.tile[-1]) if args.tile else None
     horizon = getattr(args, "attention_horizon", RECORDED)
+    if engine.tokenizer is None and any(m.processing == "stream" for m in metas.values()):
+        print(
+            "vtok: note: the tokens were streamed exactly, and a TorchScript decoder cannot stream: they are decoded "
+            "in approximate overlapping windows (--mode torch decodes them exactly)",
+            file=sys.stderr,
+        )
     plan.prepare()
 
     def job(path: Path) -> bool:
