@@ -4,7 +4,10 @@ Tensors: `latent` `[C,t,h,w]` (continuous video; `[C,h,w]` for an image) or `ind
 (discrete; `[h,w]` for an image). Metadata (safetensors' string map, key `vtok`): a JSON `TokenMeta`.
 Files are written to a temporary name and renamed, so a file under its final name is always complete,
 which is what lets `vtok encode` skip finished videos after an interruption; it skips a file only when the
-settings recorded in it (ENCODING_FIELDS: model, checkpoint, resize, windows, tiles) are this run's.
+settings recorded in it (ENCODING_FIELDS: model, checkpoint, resize, processing, windows, tiles) are this run's.
+`processing` says how the tokens were made: "stream" (exact: one pass over the whole video, whatever the chunk
+size), "windows" (approximate overlapping windows; every file from before streaming existed) or
+"nvidia_compat" (NVIDIA's video_cli windows); `exact` whether they are what one pass over the video gives.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ class TokenMeta:
     short_size: int = 0  # --short_size (0: not resized)
     tile: list[int] = field(default_factory=list)  # --tile H W ([] without tiles)
     tile_overlap: int = 0
+    processing: str = "windows"  # "stream", "windows" or "nvidia_compat" (files made before streaming: windows)
+    exact: bool = False  # one pass over the whole video (stream, no tiles, within the attention horizon)
+    attention_horizon: str = ""  # --attention_horizon of a stream ("auto", "all" or latent frames)
+    pad_fill: str = "zero"  # what the spatial padding holds: zero (mid-grey), black, replicate, reflect
     format: str = FORMAT
 
     @property
@@ -63,7 +70,12 @@ ENCODING_FIELDS = (
     "temporal_overlap",
     "tile",
     "tile_overlap",
+    "processing",
+    "attention_horizon",
+    "pad_fill",
 )
+# Chunking settings that do not change the tokens of an exact stream.
+STREAM_FREE_FIELDS = ("temporal_window", "temporal_overlap")
 
 
 def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]:
@@ -73,8 +85,11 @@ def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]
     def same(a: Any, b: Any) -> bool:
         return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
+    streamed = "stream" in (meta.processing, settings["processing"])
     differ = []
     for key in ENCODING_FIELDS:
+        if streamed and key in STREAM_FREE_FIELDS:
+            continue
         stored, wanted = getattr(meta, key), settings[key]
         if not same(stored, wanted):
             differ.append(f"{key} {stored!r} (this run: {wanted!r})" if key != "checkpoint_id" else "checkpoint files")
