@@ -203,3 +203,18 @@ def test_bad_flags_fail_in_one_line_before_any_model_loads(work, capsys, monkeyp
     code = main(["encode", "--video_pattern", "clips/*.mp4", "--checkpoint", "missing.pt", *args])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_rank_zero_sums_every_ranks_progress_in_one_line(tmp_path):
+    from vtok.inference.per_file import FileReport
+    from vtok.inference.run_parts import RankProgress
+    from vtok.inference.sharding import Rank
+
+    ranks = [RankProgress(tmp_path, Rank(i, 2), "run", total=10, write_s=0, print_s=1e9) for i in range(2)]
+    for i, progress in enumerate(ranks):
+        report = FileReport(done=[Path(f"{i}_{k}") for k in range(2 + 3 * i)], failed=[(Path("bad"), "x")] * i)
+        progress(report, samples=4 * (i + 1), frames=40 * (i + 1), elapsed=2.0)
+    line = ranks[0].summary_line()
+    assert line.startswith("all 2 ranks (2 reporting): 8/20 files, 1 failed, 6.0 clips/s, 60 frames/s"), line
+    stale = RankProgress(tmp_path, Rank(0, 2), "another run", total=10)
+    assert stale.summary_line() is None

@@ -12,7 +12,15 @@ from ..inference.batch_encode import EncodeJob, FileSink, ShardSink, run_encode,
 from ..inference.clips import DecodeDataset, decode_loader
 from ..inference.media import encoding_settings
 from ..inference.per_file import FileReport
-from ..inference.run_parts import merge_parts, read_parts, remove_part, run_identity, wait_for_parts, write_part
+from ..inference.run_parts import (
+    RankProgress,
+    merge_parts,
+    read_parts,
+    remove_part,
+    run_identity,
+    wait_for_parts,
+    write_part,
+)
 from ..inference.sharding import frame_counts, rank_of, split_by_frames
 from ..io import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputPlan, expand_patterns, output_path, output_root
 from ..io.token_shards import MANIFEST_FILE, ShardWriter, existing_shards, is_token_manifest, shard_records
@@ -135,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
     where = f", {len(mine)} of them on {rank.label}" if rank.count > 1 else ""
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s){where}")
     desc = f"encode {rank.label}" if rank.count > 1 else "encode"
-    run_encode(job, decode_loader(dataset, args.num_workers, args.prefetch), len(todo), sink, report, desc)
+    progress = RankProgress(args.output_dir, rank, run_id, len(todo)) if args.output_dir is not None else None
+    loader = decode_loader(dataset, args.num_workers, args.prefetch)
+    run_encode(job, loader, len(todo), sink, report, desc, rank.local_index, progress)
     report.done.sort()
     if rank.count == 1 or not rank.torchrun:
         print(report.summary(desc))

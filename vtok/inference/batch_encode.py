@@ -216,28 +216,31 @@ def run_encode(
     report: FileReport,
     desc: str = "encode",
     position: int = 0,
-    on_progress: Callable[[FileReport, int, float], None] | None = None,
+    on_progress: Callable[[FileReport, int, int, float], None] | None = None,
 ) -> FileReport:
     """Encode and write every item, filling `report` (and `job.records`) as files finish; see per_file for what
     stops the run (a full disk, Ctrl-C) and what is only one file's failure."""
     pending: list[Pending] = []
-    frames_done = 0
+    frames_done = samples_done = 0
     started = time.monotonic()
 
     def finish(records: list[dict[str, Any]]) -> None:
-        nonlocal frames_done
+        nonlocal frames_done, samples_done
         job.records.extend(records)
+        samples_done += len(records)
         for source in dict.fromkeys(Path(r["source"]) for r in records):
             report.done.append(source)
             bar.update()
         frames_done += sum(r["frames"] for r in records)
         if on_progress is not None:
-            on_progress(report, frames_done, time.monotonic() - started)
+            on_progress(report, samples_done, frames_done, time.monotonic() - started)
 
     def fail(source: Path, reason: str) -> None:
         report.failed.append((source, reason))
         tqdm.write(f"vtok: skipped {source}: {reason}")
         bar.update()
+        if on_progress is not None:
+            on_progress(report, samples_done, frames_done, time.monotonic() - started)
 
     def write(ready: list[Pending]) -> None:
         for done in ready:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from ..io.atomic import write_bytes_atomic
 from ..io.token_shards import MANIFEST_FILE, write_manifest
 from .per_file import FileReport
@@ -88,3 +90,62 @@ def merge_parts(output_dir: Path, parts: list[dict[str, Any]]) -> tuple[Path, Fi
         report.failed += [(Path(p), reason) for p, reason in part["failed"]]
     report.failed.sort()
     return path, report
+
+
+class RankProgress:
+    """Each rank's counts in `.vtok-parts/progress-I.json` (every `write_s`); rank 0 also prints, every `print_s`, one
+    line over all ranks: files done of all, failures, clips/s, frames/s and the time left."""
+
+    def __init__(
+        self, output_dir: Path, rank: Rank, run_id: str, total: int, write_s: float = 2.0, print_s: float = 10.0
+    ) -> None:
+        self.folder = Path(output_dir) / PARTS_FOLDER
+        self.rank, self.run_id, self.total = rank, run_id, total
+        self.write_s, self.print_s = write_s, print_s
+        self.last_write = self.last_print = time.monotonic()
+
+    def path(self, index: int) -> Path:
+        return self.folder / f"progress-{index:05d}-of-{self.rank.count:05d}.json"
+
+    def __call__(self, report: FileReport, samples: int, frames: int, elapsed: float) -> None:
+        now = time.monotonic()
+        if now - self.last_write >= self.write_s:
+            self.last_write = now
+            state = {
+                "run_id": self.run_id,
+                "files": len(report.done) + len(report.failed),
+                "total": self.total,
+                "failed": len(report.failed),
+                "samples": samples,
+                "frames": frames,
+                "elapsed": elapsed,
+            }
+            write_bytes_atomic(self.path(self.rank.index), json.dumps(state).encode())
+        if self.rank.index == 0 and self.rank.count > 1 and now - self.last_print >= self.print_s:
+            self.last_print = now
+            line = self.summary_line()
+            if line:
+                tqdm.write(line)
+
+    def summary_line(self) -> str | None:
+        """E.g. 'all 4 ranks: 120/400 files, 2 failed, 30.1 clips/s, 512 frames/s, 0:01:33 left'."""
+        states = []
+        for index in range(self.rank.count):
+            try:
+                state = json.loads(self.path(index).read_text())
+            except (OSError, ValueError):
+                continue
+            if state.get("run_id") == self.run_id:
+                states.append(state)
+        if not states:
+            return None
+        files, total = sum(s["files"] for s in states), sum(s["total"] for s in states)
+        slowest = max(s["elapsed"] for s in states) or 1e-9
+        known = [s for s in states if s["files"] and s["elapsed"] > 0]
+        left = max(((s["total"] - s["files"]) * s["elapsed"] / s["files"] for s in known), default=0.0)
+        eta = time.strftime("%H:%M:%S", time.gmtime(left)) if known and len(states) == self.rank.count else "?"
+        return (
+            f"all {self.rank.count} ranks ({len(states)} reporting): {files}/{total} files, "
+            f"{sum(s['failed'] for s in states)} failed, {sum(s['samples'] for s in states) / slowest:.1f} clips/s, "
+            f"{sum(s['frames'] for s in states) / slowest:.0f} frames/s, {eta} left"
+        )
