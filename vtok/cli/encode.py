@@ -10,7 +10,7 @@ import torch
 
 from ..inference.batch_encode import EncodeJob, FileSink, ShardSink, run_encode, settings_id
 from ..inference.clips import DecodeDataset, decode_loader
-from ..inference.media import encoding_settings
+from ..inference.media import encode_image, encode_video, encoding_settings
 from ..inference.per_file import FileReport
 from ..inference.run_parts import (
     RankProgress,
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         sink = ShardSink(ShardWriter(args.output_dir, rank.index, args.shard_size or DEFAULT_SHARD_SIZE), key)
     else:
         sink = FileSink(targets, args.output_dir, key)
-    job = EncodeJob(pipeline, checkpoint, clips, args.batch_size)
+    job = EncodeJob(pipeline, checkpoint, clips, args.batch_size, encode_image if images else encode_video)
     report = FileReport()
     todo = []
     for source in mine:
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     where = f", {len(mine)} of them on {rank.label}" if rank.count > 1 else ""
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s){where}")
     desc = f"encode {rank.label}" if rank.count > 1 else "encode"
-    progress = RankProgress(args.output_dir, rank, run_id, len(todo)) if args.output_dir is not None else None
+    progress = RankProgress(args.output_dir, rank, run_id, len(todo)) if rank.count > 1 else None
     loader = decode_loader(dataset, args.num_workers, args.prefetch)
     run_encode(job, loader, len(todo), sink, report, desc, rank.local_index, progress)
     report.done.sort()

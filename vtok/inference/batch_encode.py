@@ -150,6 +150,7 @@ class EncodeJob:
     checkpoint: list[str]
     clips: ClipSpec = ClipSpec()
     batch_size: int = 1
+    encode_file: Callable[..., tuple[torch.Tensor, TokenMeta]] | None = None  # for lazy items (default: media's)
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def meta_of(self, pending: Pending) -> tuple[torch.Tensor, TokenMeta]:
@@ -204,7 +205,7 @@ class EncodeJob:
 
     def encode_lazy(self, item: DecodedFile) -> tuple[torch.Tensor, TokenMeta]:
         """A file the main process streams through the model (vtok.inference.media's one-file functions)."""
-        encode = encode_image if item.media == "image" else encode_video
+        encode = self.encode_file or (encode_image if item.media == "image" else encode_video)
         return encode(self.pipeline, item.source, self.checkpoint)
 
 
