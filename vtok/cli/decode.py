@@ -75,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
         for path, meta in metas.items()
     }
     plan.check()
+    clipped = [path for path, meta in metas.items() if meta.clip_frames]
+    if clipped:
+        raise ValueError(
+            f"{clipped[0]} holds {metas[clipped[0]].clip_frames}-frame clips (vtok encode --clip_frames), and vtok "
+            "decode decodes whole videos: read the clips with vtok.data.TokenDataset and decode each one with "
+            "vtok.load_tokenizer"
+        )
     engine = engine_from_args(args)
     foreign = sorted({m.model for m in metas.values() if m.model != engine.name})
     if foreign:

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, load_file, save
 
 from .atomic import write_bytes_atomic
 
@@ -53,6 +53,9 @@ class TokenMeta:
     exact: bool = False  # one pass over the whole video (stream, no tiles, within the attention horizon)
     attention_horizon: str = ""  # --attention_horizon of a stream ("auto", "all" or latent frames)
     pad_fill: str = "zero"  # what the spatial padding holds: zero (mid-grey), black, replicate, reflect
+    clip_frames: int = 0  # --clip_frames: the tensor holds one window per row, each encoded on its own (0: whole)
+    clip_stride: int = 0
+    clip_starts: list[int] = field(default_factory=list)  # first frame of each window
     format: str = FORMAT
 
     @property
@@ -73,9 +76,12 @@ ENCODING_FIELDS = (
     "processing",
     "attention_horizon",
     "pad_fill",
+    "clip_frames",
+    "clip_stride",
 )
 # Chunking settings that do not change the tokens of an exact stream.
 STREAM_FREE_FIELDS = ("temporal_window", "temporal_overlap")
+CLIP_DEFAULTS = {"clip_frames": 0, "clip_stride": 0}  # settings made before clip mode existed lack these
 
 
 def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]:
@@ -90,16 +96,20 @@ def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]
     for key in ENCODING_FIELDS:
         if streamed and key in STREAM_FREE_FIELDS:
             continue
-        stored, wanted = getattr(meta, key), settings[key]
+        stored, wanted = getattr(meta, key), settings[key] if key in settings else CLIP_DEFAULTS[key]
         if not same(stored, wanted):
             differ.append(f"{key} {stored!r} (this run: {wanted!r})" if key != "checkpoint_id" else "checkpoint files")
     return differ
 
 
+def token_bytes(tokens: torch.Tensor, meta: TokenMeta) -> bytes:
+    """A token file's bytes: what `save_tokens` writes and a token shard holds per sample."""
+    return save({meta.tensor_name: tokens.detach().cpu().contiguous()}, metadata={"vtok": json.dumps(asdict(meta))})
+
+
 def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
     """Write tokens and metadata atomically (serialized in memory, so a full disk is one WriteError)."""
-    data = save({meta.tensor_name: tokens.detach().cpu().contiguous()}, metadata={"vtok": json.dumps(asdict(meta))})
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, token_bytes(tokens, meta))
 
 
 def read_token_meta(path: str | Path) -> TokenMeta:
@@ -109,6 +119,11 @@ def read_token_meta(path: str | Path) -> TokenMeta:
             raw = (handle.metadata() or {}).get("vtok")
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
+    return parse_token_meta(raw, path)
+
+
+def parse_token_meta(raw: str | None, path: str | Path) -> TokenMeta:
+    """The TokenMeta in a token file's `vtok` metadata string; ValueError naming `path` when it is not one."""
     if raw is None:
         raise ValueError(f"{path}: a safetensors file without vtok token metadata (made by `vtok encode`?)")
     try:
@@ -133,6 +148,25 @@ def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:
     if meta.tensor_name not in tensors:
         raise ValueError(f"{path}: no {meta.tensor_name!r} tensor (has {sorted(tensors)})")
     return tensors[meta.tensor_name], meta
+
+
+def load_token_bytes(data: bytes, where: str = "token bytes") -> tuple[torch.Tensor, TokenMeta]:
+    """Tokens and metadata from `token_bytes` output (a sample of a token shard); `where` names it in errors."""
+    try:
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        tensors = load(data)
+    except (ValueError, SafetensorError) as err:
+        raise ValueError(f"{where}: not safetensors data ({err})") from err
+    meta = parse_token_meta((header.get("__metadata__") or {}).get("vtok"), where)
+    if meta.tensor_name not in tensors:
+        raise ValueError(f"{where}: no {meta.tensor_name!r} tensor (has {sorted(tensors)})")
+    return tensors[meta.tensor_name], meta
+
+
+def token_shape(path: str | Path, meta: TokenMeta) -> list[int]:
+    """The shape of a token file's tensor, read from its header."""
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.get_slice(meta.tensor_name).get_shape())
 
 
 def is_complete(path: str | Path) -> bool:
