@@ -151,6 +151,7 @@ def test_a_batch_gives_the_tokens_of_one_window_at_a_time(name):
     tok = small_tokenizer(name)
     engine = TokenizerEngine(tok.name, tok.config, torch.device("cpu"), torch.float32, "torch")
     engine.encode_fn = (lambda x: tok.encode(x)[0]) if tok.config.is_discrete else tok.encode
+    engine.tokenizer = tok
     pipeline = Pipeline(engine, temporal_window=9)
     windows = [synthetic_frames(5, 24, 40, seed=s) for s in range(3)]
     assert pipeline.processing == "stream" and batchable(pipeline, windows[0].shape)

@@ -83,7 +83,9 @@ class TrainerConfig:
     precision: Literal["auto", "bf16_autocast", "bf16_pure", "fp32"] = "auto"
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard, sharding weights and optimizer state
     activation_checkpointing: bool = False
-    channels_last: bool = True  # channels_last_3d weights and activations (faster convs); not with FSDP
+    # channels_last_3d weights and activations (true), plain (false), or auto: CUDA channels_last_3d, CPU whichever
+    # a timed step on this machine finds faster (measured once, cached); not with FSDP
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the network (ignored on CPU)
     collective_timeout_s: int = 1800  # process-group timeout
     max_nonfinite_steps: int = 10  # stop after this many optimizer steps in a row with a non-finite gradient norm

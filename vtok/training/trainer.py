@@ -44,13 +44,13 @@ from ..losses.lpips_term import require_lpips_weights
 from ..metrics.lpips import LPIPS, find_lpips_weights
 from ..networks.config import overrides_of
 from ..networks.lora import lora_parameter_count
-from ..networks.memory_format import default_memory_format, set_memory_format
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
 from ..networks.trainable import apply_trainable, last_layer_weight
 from .data_stream import training_batches, validation_batches
 from .distributed import DistInfo, all_reduce_sum, barrier, mean_over_ranks, no_sync, wrap_data_parallel
 from .ema import EMA
 from .faults import NonFiniteGuard, StopOnSignal
+from .layout import choose_layout, training_clip_shape
 from .optim import (
     adapt_scheduler_state,
     build_optimizer,
@@ -123,7 +123,7 @@ class Trainer:
     # ---------------------------------------------------------------- setup
     def _setup(self) -> None:
         precision = self._prepare_job()
-        source = self._build_network()
+        source = self._build_network(precision)
         self._build_optimizer(source, precision)
         self._build_losses()
         self._build_adversarial(source)
@@ -178,7 +178,7 @@ class Trainer:
             require_lpips_weights(lpips.weights)  # before any model work
         return precision
 
-    def _build_network(self) -> Source:
+    def _build_network(self, precision: str) -> Source:
         """The network, what of it trains (frozen parts, LoRA adapters), its starting weights and the EMA, in its
         memory layout (sharded under FSDP2)."""
         config, trainer, model = self.config, self.config.trainer, self.config.model.config
@@ -208,7 +208,11 @@ class Trainer:
         if trainer.activation_checkpointing:
             log.info("activation checkpointing on %d blocks", recompute_blocks(self.network))
         if trainer.channels_last and not self.fsdp:
-            set_memory_format(self.network, default_memory_format(True, self.device))
+            shape = training_clip_shape(config.dataloader_train)
+            autocast = precision == "bf16_autocast"
+            choose_layout(
+                trainer.channels_last, self.network, config.network.to_dict(), shape, self.device, self.info, autocast
+            )
         if self.fsdp:
             shard(self.network)
             if self.ema is not None:
