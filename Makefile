@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# The default run leaves out the tests marked slow (every documented command, the inference CLI, torchrun
+# encodes); CI runs them all with PYTEST_ARGS= (see .ci/run).
+PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: demo test lint setup clean
 

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 
+import pytest
 from conftest import REPO_ROOT
 
 
@@ -22,6 +23,7 @@ def load_gpu_check():
     return module
 
 
+@pytest.mark.slow
 def test_smoke_run_covers_every_section(tmp_path):
     gpu_check = load_gpu_check()
     out = tmp_path / "check"
