@@ -54,6 +54,13 @@ class MemoryKnobs:
         return " ".join(f"{key}={str(value).lower()}" for key, value in self.overrides().items())
 
 
+def planned_device_type(device: str) -> str:
+    """The device type a plan is for: `trainer.device`, with `auto` meaning CUDA when this machine has it."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def knobs_of(config: Config, world_size: int, device_type: str) -> MemoryKnobs:
     """The knobs a config sets, with `precision=auto` resolved for `device_type`."""
     trainer = config.trainer
