@@ -46,10 +46,11 @@ def usable_bytes(budget_gb: float) -> int:
     return int(budget_gb * (1 - HEADROOM) * GB)
 
 
-def candidates(start: MemoryKnobs, world_size: int) -> list[tuple[int, MemoryKnobs]]:
-    """(cost, knobs) of every setting the fitter may choose from `start`, cheapest first."""
+def candidates(start: MemoryKnobs, world_size: int, perceptual: bool = True) -> list[tuple[int, MemoryKnobs]]:
+    """(cost, knobs) of every setting the fitter may choose from `start`, cheapest first (`perceptual`: the
+    perceptual term is on, so chunking it is a knob)."""
     chunks = [(0, start.perceptual_chunk_frames)]
-    if start.perceptual_chunk_frames == 0:
+    if start.perceptual_chunk_frames == 0 and perceptual:
         chunks.append((1, CHUNK_FRAMES))
     fsdps = [(0, start.fsdp)] + ([(2, True)] if not start.fsdp and world_size > 1 else [])
     ckpts = [(0, True)] if start.activation_checkpointing else [(0, False), (4, True)]
@@ -86,7 +87,7 @@ def fit_memory(config: Config, budget_gb: float, world_size: int, device_type: s
 
     plain = estimate(start)
     limit = usable_bytes(budget_gb)
-    options = candidates(start, world_size)
+    options = candidates(start, world_size, config.model.config.loss.config.perceptual.config.needed)
     smallest = min((knobs for _, knobs in options), key=_memory_order)
     lowest = estimate(smallest)
     if lowest.peak > limit:

@@ -159,8 +159,22 @@ def build_planning_modules(config: Config, knobs: StepKnobs) -> tuple[Tokenizer,
     return network, loss
 
 
+_MEASURED: dict[tuple[str, StepKnobs], StepMemory] = {}  # a result depends only on the config and the knobs
+CACHE_SIZE = 64
+
+
 def measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
-    """The memory of one step of `config` with `knobs`, measured on fake tensors (nothing is allocated)."""
+    """The memory of one step of `config` with `knobs`, measured on fake tensors (nothing is allocated);
+    remembered, so a fit's candidates and a later plan of the same settings are measured once."""
+    key = (repr(config), knobs)
+    if key not in _MEASURED:
+        if len(_MEASURED) >= CACHE_SIZE:
+            _MEASURED.pop(next(iter(_MEASURED)))
+        _MEASURED[key] = _measure_step(config, knobs)
+    return _MEASURED[key]
+
+
+def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
     network, loss = build_planning_modules(config, knobs)
     params = [p for p in network.parameters() if p.requires_grad]
     counts = ParameterCounts(
