@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ import torch
 import vtok
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# vtok's machine caches (the measured training layout) go to a folder of this test session, subprocesses included.
+os.environ["VTOK_CACHE_DIR"] = tempfile.mkdtemp(prefix="vtok-test-cache-")
 PARITY_ERRORS = pytest.StashKey[dict]()
 
 # Widths of the parity vectors: video blocks use GN1, image blocks GroupNorm(32), so 32 is their minimum.

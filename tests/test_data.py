@@ -424,3 +424,11 @@ def test_dataloader_with_two_workers_matches_no_workers(media) -> None:
         assert with_workers["video"].shape == (2, 3, FRAMES, 32, 32)
         assert with_workers["video_name"]["path"] == without["video_name"]["path"]
         torch.testing.assert_close(with_workers["video"], without["video"], rtol=0, atol=0)
+
+
+def test_generated_videos_with_a_slow_pan_up_keep_their_size() -> None:
+    """A pan that moves up or left slower than a pixel per frame once rounded to one row before the texture."""
+    from vtok.data.synthetic import textured_video
+
+    video = textured_video(19, 96, 128, np.random.default_rng([1000, 5]))  # vy ~ -0.2: the rounding case
+    assert video.shape == (19, 96, 128, 3) and video.std() > 0

@@ -154,3 +154,18 @@ def test_plan_prints_the_parts_and_the_peak_without_training(tmp_path, vgg_file,
     for part in ("parameters", "optimizer (AdamW)", "EMA (fp32)", "loss networks", "gradients", "activations"):
         assert part in out
     assert "peak per GPU" in out and not (tmp_path / "posttraining").exists()
+
+
+def test_frozen_parts_lora_and_the_discriminator_change_the_state(tmp_path, vgg_file):
+    def plan(*extra):
+        return estimate_memory(small_config(tmp_path, vgg_file, *shape(9, 32), *extra), 1, "cpu")
+
+    full, decoder = plan(), plan("model.config.trainable=decoder")
+    lora = plan("model.config.trainable=decoder", "model.config.lora.rank=2")
+    adversarial = plan("model.config.trainable=decoder", "loss.adversarial.enabled=true")
+    assert lora.trainable < decoder.trainable < full.trainable == full.parameters
+    for part in ("optimizer (AdamW)", "EMA (fp32)"):  # frozen weights have no moments and no EMA
+        assert lora.parts[part] < decoder.parts[part] < full.parts[part]
+        assert decoder.parts[part] * full.trainable == full.parts[part] * decoder.trainable
+    assert "discriminator" in adversarial.parts and "discriminator" not in decoder.parts
+    assert adversarial.peak > decoder.peak

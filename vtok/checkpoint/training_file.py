@@ -2,8 +2,10 @@
 
 The file is a dict: `model` (`network.<key>` weights and `ema.network-<key with '.' -> '-'>` fp32 EMA copies),
 `optimizer`, `scheduler`, `grad_scaler: {}`, `iteration`, and vtok's own `vtok` record, which NVIDIA's loader
-ignores (docs/design.md#training-files). Reading accepts what NVIDIA's and older files hold too: a flat state dict,
-bare or `_orig_mod.` keys, no EMA, no optimizer.
+ignores (docs/design.md#training-files). Post-training modes add two more top-level entries NVIDIA's loader ignores
+too: `vtok_lora` (the unmerged LoRA adapters and the base weights they adapt, see lora_file.py) and
+`vtok_adversarial` (the discriminator, its LeCam state, optimizer and schedule). Reading accepts what NVIDIA's and
+older files hold too: a flat state dict, bare or `_orig_mod.` keys, no EMA, no optimizer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from .reader import CheckpointError, read_torch_file
 from .record import ENTRY, VtokRecord
 from .state_dict import ema_state_dict, has_ema, model_entry, network_state_dict, training_state_dict
 
+LORA_ENTRY = "vtok_lora"
+ADVERSARIAL_ENTRY = "vtok_adversarial"
+
 
 @dataclass
 class TrainingFile:
@@ -30,11 +35,13 @@ class TrainingFile:
     iteration: int | None = None
     record: VtokRecord = field(default_factory=VtokRecord)
     top_level_keys: list[str] = field(default_factory=list)
+    lora: dict[str, Any] | None = None  # `vtok_lora`: unmerged adapters and adapted base weights (lora_file.py)
+    adversarial: dict[str, Any] | None = None  # `vtok_adversarial`: model, optimizer, scheduler state dicts
 
     def to_payload(self) -> dict[str, Any]:
-        """The dict `torch.save` writes, in NVIDIA's layout."""
+        """The dict `torch.save` writes, in NVIDIA's layout (plus vtok's entries)."""
         model = {**training_state_dict(self.network), **ema_state_dict(self.ema or {})}
-        return {
+        payload = {
             "model": model,
             "optimizer": self.optimizer or {},
             "scheduler": self.scheduler or {},
@@ -42,6 +49,10 @@ class TrainingFile:
             "iteration": int(self.iteration or 0),
             ENTRY: self.record.to_dict(),
         }
+        for key, entry in ((LORA_ENTRY, self.lora), (ADVERSARIAL_ENTRY, self.adversarial)):
+            if entry:
+                payload[key] = entry
+        return payload
 
     @classmethod
     def from_payload(cls, obj: Any, path: str | Path) -> TrainingFile:
@@ -65,6 +76,8 @@ class TrainingFile:
             iteration=int(iteration) if isinstance(iteration, (int, torch.Tensor)) else None,
             record=VtokRecord.of_checkpoint(obj),
             top_level_keys=top,
+            lora=part(LORA_ENTRY),
+            adversarial=part(ADVERSARIAL_ENTRY),
         )
 
     @classmethod

@@ -26,3 +26,13 @@ non_negative_int = _number(int, lambda v: v >= 0, "a whole number >= 0")
 positive_float = _number(float, lambda v: math.isfinite(v) and v > 0, "a number > 0")
 non_negative_float = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number >= 0")
 crf_value = _number(int, lambda v: 0 <= v <= 51, "an H.264 quality (CRF) from 0 to 51")
+
+
+def attention_horizon(text: str) -> int | str | None:
+    """`--attention_horizon`: 'auto', 'all' (None: unlimited) or a number of latent frames >= 1."""
+    from ..inference.streams import parse_horizon
+
+    try:
+        return parse_horizon(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'auto', 'all' or a whole number >= 1, got {text!r}") from None

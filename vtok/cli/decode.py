@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from ..inference.media import write_decoded
+from ..inference.media import RECORDED, write_decoded
 from ..inference.per_file import run_per_file
 from ..io import TOKEN_SUFFIXES, OutputPlan, expand_patterns, output_path, output_root
 from ..io.tokens import load_tokens, read_token_meta
 from ..io.video import is_vtok_video
-from .arg_types import crf_value, non_negative_int, positive_int
+from .arg_types import attention_horizon, crf_value, non_negative_int, positive_int
 from .inference_args import add_checkpoint_args, engine_from_args
 
 
@@ -19,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "decode",
         help="decode .safetensors token files back to mp4/png",
         description="Decode files written by `vtok encode` to H.264 mp4 at the original fps and frame count "
-        "(images to PNG). The temporal window and overlap recorded at encoding are used again, so "
-        "encode + decode gives exactly what `vtok autoencode` gives.",
+        "(images to PNG). The processing recorded at encoding is used again (exact streams in the same chunks "
+        "with --mode torch, the same approximate windows, or NVIDIA's windows), so encode + decode gives exactly "
+        "what `vtok autoencode` gives with the same flags.",
         epilog="example: vtok decode --token_pattern 'tokens/*.safetensors' "
         "--checkpoint_dec checkpoints/Cosmos-Tokenize1-DV8x16x16-720p/decoder.jit --output_dir decoded/",
     )
@@ -33,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PIXELS",
         help="decode in overlapping spatial tiles of H [W] output pixels to bound memory",
+    )
+    p.add_argument(
+        "--attention_horizon",
+        type=attention_horizon,
+        default=argparse.SUPPRESS,
+        metavar="LATENT_FRAMES",
+        help="streamed tokens: latent frames the decoder's temporal attention keeps ('auto', 'all' or a number; "
+        "default: the setting the tokens were encoded with, so decode equals autoencode)",
     )
     p.add_argument("--tile_overlap", type=non_negative_int, default=None, help="pixels shared by neighbouring tiles")
     p.add_argument(
@@ -65,16 +75,30 @@ def run(args: argparse.Namespace) -> int:
         for path, meta in metas.items()
     }
     plan.check()
+    clipped = [path for path, meta in metas.items() if meta.clip_frames]
+    if clipped:
+        raise ValueError(
+            f"{clipped[0]} holds {metas[clipped[0]].clip_frames}-frame clips (vtok encode --clip_frames), and vtok "
+            "decode decodes whole videos: read the clips with vtok.data.TokenDataset and decode each one with "
+            "vtok.load_tokenizer"
+        )
     engine = engine_from_args(args)
     foreign = sorted({m.model for m in metas.values() if m.model != engine.name})
     if foreign:
         raise ValueError(f"the token files were made by {', '.join(foreign)}, but the checkpoint is {engine.name}")
     tile = (args.tile[0], args.tile[-1]) if args.tile else None
+    horizon = getattr(args, "attention_horizon", RECORDED)
+    if engine.tokenizer is None and any(m.processing == "stream" for m in metas.values()):
+        print(
+            "vtok: note: the tokens were streamed exactly, and a TorchScript decoder cannot stream: they are decoded "
+            "in approximate overlapping windows (--mode torch decodes them exactly)",
+            file=sys.stderr,
+        )
     plan.prepare()
 
     def job(path: Path) -> bool:
         tokens, meta = load_tokens(path)
-        write_decoded(engine, tokens, meta, targets[path], tile, args.tile_overlap, args.crf)
+        write_decoded(engine, tokens, meta, targets[path], tile, args.tile_overlap, args.crf, horizon)
         return True
 
     print(f"{engine.name} ({engine.describe()}): {len(files)} file(s)")

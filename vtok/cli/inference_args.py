@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ..devices import resolve_device, resolve_dtype
 from ..inference.engine import MODES, TokenizerEngine, load_engine
+from ..inference.nvidia_windows import NVIDIA_TEMPORAL_WINDOW
 from ..inference.pipeline import Pipeline
 from ..inference.windows import DEFAULT_WINDOW
 from ..networks.config import MODEL_NAMES
-from .arg_types import non_negative_int, positive_int
+from .arg_types import attention_horizon, non_negative_int, positive_int
 from .device_args import add_device_args
 
 
@@ -31,8 +32,9 @@ def add_checkpoint_args(parser: argparse.ArgumentParser, required_parts: str = "
         "--mode",
         default="torch",
         choices=MODES,
-        help="torch: vtok's network with the checkpoint's weights (default; any checkpoint); "
-        "jit: run the TorchScript graphs as they are (.jit files only)",
+        help="torch: vtok's network with the checkpoint's weights (default; any checkpoint), videos stream "
+        "exactly; jit: run the TorchScript graphs as they are (.jit files only), videos run in approximate "
+        "overlapping windows",
     )
     group.add_argument("--ema", action="store_true", help="use the EMA weights of a training checkpoint")
     add_device_args(group, default_dtype="auto")
@@ -51,15 +53,32 @@ def add_processing_args(parser: argparse.ArgumentParser) -> None:
         "--temporal_window",
         type=positive_int,
         default=None,
-        help=f"frames per model call, 1 + a multiple of the temporal compression "
-        f"(default {DEFAULT_WINDOW}; NVIDIA's default was 17); bounds memory",
+        help=f"frames per model call, 1 + a multiple of the temporal compression (default {DEFAULT_WINDOW}); "
+        "bounds memory. --mode torch streams exactly: the first chunk has this many frames, later ones one "
+        "fewer, and the result does not depend on it. --mode jit: overlapping windows (approximate, the result "
+        f"depends on the window). --nvidia_compat: NVIDIA's window (default {NVIDIA_TEMPORAL_WINDOW}, any length)",
     )
     group.add_argument(
         "--temporal_overlap",
         type=non_negative_int,
         default=None,
-        help="frames each window re-reads from the previous one, a multiple of the temporal "
-        "compression (default 2x it); 0 restarts the causal model at every window, which shows seams",
+        help="--mode jit only: frames each approximate window re-reads from the previous one, a multiple of the "
+        "temporal compression (default 2x it); 0 restarts the causal model at every window, which shows seams",
+    )
+    group.add_argument(
+        "--attention_horizon",
+        type=attention_horizon,
+        default="auto",
+        metavar="LATENT_FRAMES",
+        help="exact streaming: latent frames the temporal attention keeps; 'auto' (default: as many as fit in "
+        "4 GiB per stream, e.g. 145 latent frames = 1153 frames for CV8x8x8 at 720p in bf16), 'all' (no limit) "
+        "or a number. Past it the attention slides and results are approximate (said once)",
+    )
+    group.add_argument(
+        "--nvidia_compat",
+        action="store_true",
+        help="reproduce NVIDIA's video_cli: windows of --temporal_window (default 17) frames that restart the "
+        "model, black padding to multiples of 16, first/last frames repeated in time (approximate; no tiles)",
     )
     group.add_argument(
         "--tile",
@@ -117,4 +136,6 @@ def pipeline_from_args(args: argparse.Namespace, engine: TokenizerEngine) -> Pip
         tile=tile,
         tile_overlap=args.tile_overlap,
         short_size=getattr(args, "short_size", None),
+        processing="nvidia_compat" if args.nvidia_compat else None,
+        attention_horizon=args.attention_horizon,
     )

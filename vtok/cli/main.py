@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
+from tqdm import tqdm
+
+from ..networks.video_streams import AttentionHorizonWarning
 from ..version import __version__
 from . import (
     autoencode,
@@ -50,6 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _HorizonNote:
+    """Say once per command, in one line, that a stream went past its attention horizon; other warnings as usual."""
+
+    def __init__(self) -> None:
+        self.previous = warnings.showwarning
+        self.said = False
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+        if not issubclass(category, AttentionHorizonWarning):
+            self.previous(message, category, filename, lineno, file, line)
+        elif not self.said:
+            self.said = True
+            tqdm.write(
+                f"vtok: note: {message}; on the command line: --attention_horizon all (or a larger number), which "
+                "costs memory; token files record `exact` (said once per run)",
+                file=sys.stderr,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", AttentionHorizonWarning)
+            warnings.showwarning = _HorizonNote()
+            return args.func(args)
     except ONE_LINE_ERRORS as err:
         print(f"vtok: error: {str(err).strip(chr(39))}", file=sys.stderr)
         return 1

@@ -94,6 +94,12 @@ FIELD_HELP: dict[str, dict[str, str]] = {
         "num_frames": "frames per overlapping window",
         "step": "frames between window starts",
     },
+    "LPIPSConfig": {
+        "enabled": "add the standard LPIPS-VGG term (logged as `lpips_vgg`; NVIDIA's `lpips` is the VGG feature term)",
+        "boundaries": "iterations where the LPIPS term's weight changes",
+        "values": "weights of the LPIPS term, per schedule interval",
+    },
+    "AdversarialConfig": {"enabled": "run the adversarial stage (a discriminator and a generator term)"},
     "LossTerms": {"reduce": "NVIDIA's reduction of the loss terms; only MEAN is supported"},
     "AugmentConfig": {"flip_enabled": "allow the left-right flip at all"},
     "LoaderConfig": {

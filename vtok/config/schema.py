@@ -16,18 +16,25 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
+import torch
+
 from ..data.config import DatasetConfig, LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
 from ..losses.config import (
+    AdversarialConfig,
     ColorConfig,
     FlowConfig,
     KLConfig,
     LossConfig,
+    LPIPSConfig,
     PerceptualConfig,
     VideoConsistencyConfig,
 )
 from ..losses.consistency import check_windows
 from ..networks.config import NAMED_CONFIGS, TokenizerConfig, canonical_name, get_config
+from ..networks.lora import DEFAULT_TARGETS, LoRASettings
+from ..networks.tokenizer import tokenizer_from_config
+from ..networks.trainable import apply_trainable, last_layer_weight
 
 DEFAULT_NETWORK = "CV8x8x8-720p"
 
@@ -77,7 +84,9 @@ class TrainerConfig:
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard, sharding weights and optimizer state
     activation_checkpointing: bool = False
     memory_budget_gb: float = 0.0  # GB per GPU: pick the cheapest memory settings that fit (docs/training.md); 0: off
-    channels_last: bool = True  # channels_last_3d weights and activations (faster convs); not with FSDP
+    # channels_last_3d weights and activations (true), plain (false), or auto: CUDA channels_last_3d, CPU whichever
+    # a timed step on this machine finds faster (measured once, cached); not with FSDP
+    channels_last: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the network (ignored on CPU)
     collective_timeout_s: int = 1800  # process-group timeout
     max_nonfinite_steps: int = 10  # stop after this many optimizer steps in a row with a non-finite gradient norm
@@ -215,6 +224,16 @@ class VideoConsistencyTerm:
 
 
 @dataclass
+class LPIPSTerm:
+    config: LPIPSConfig = field(default_factory=LPIPSConfig)
+
+
+@dataclass
+class AdversarialTerm:
+    config: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+
+@dataclass
 class LossTerms:
     """The loss terms under NVIDIA's keys (`<term>.config.<field>`); the settings are vtok.losses'."""
 
@@ -223,10 +242,12 @@ class LossTerms:
     flow: FlowTerm = field(default_factory=FlowTerm)
     kl: KLTerm = field(default_factory=KLTerm)
     video_consistency: VideoConsistencyTerm = field(default_factory=VideoConsistencyTerm)
+    lpips: LPIPSTerm = field(default_factory=LPIPSTerm)
+    adversarial: AdversarialTerm = field(default_factory=AdversarialTerm)
     reduce: str = "MEAN"
 
 
-LOSS_TERMS = ("color", "perceptual", "flow", "kl", "video_consistency")
+LOSS_TERMS = ("color", "perceptual", "flow", "kl", "video_consistency", "lpips", "adversarial")
 
 
 @dataclass
@@ -248,11 +269,29 @@ class LossSpec:
 
 
 @dataclass
+class LoRAConfig:
+    """LoRA (LoCon) adapters on the Conv3d layers: only they train; saves merge them into NVIDIA's weights."""
+
+    rank: int = 0  # adapter rank; 0: no adapters
+    alpha: float | None = None  # scale of the adapters' output is alpha / rank; null: alpha = rank (scale 1)
+    targets: list[str] = field(default_factory=lambda: list(DEFAULT_TARGETS))  # module prefixes whose convs adapt
+    dropout: float = 0.0  # dropout on the adapters' input (a resume is exact only at 0)
+
+    def settings(self) -> LoRASettings:
+        """The networks package's settings (ValueError naming `model.config.lora.<key>`)."""
+        return LoRASettings(self.rank, self.alpha, self.dropout, tuple(self.targets))
+
+
+@dataclass
 class ModelConfig:
-    """The network (a frozen TokenizerConfig; overrides replace it), its EMA and its losses."""
+    """The network (a frozen TokenizerConfig; overrides replace it), what of it trains, its EMA and its losses."""
 
     network_name: str | None = DEFAULT_NETWORK  # the released model the network is; None: a custom one
     network: TokenizerConfig = field(default_factory=lambda: get_config(DEFAULT_NETWORK))
+    # what trains: all, decoder (post_quant_conv and decoder: latents and tokens stay fixed), encoder (encoder and
+    # quant_conv), or a list of module prefixes; the rest gets no gradients, optimizer state or EMA drift
+    trainable: str | list[str] = "all"
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     loss: LossSpec = field(default_factory=LossSpec)
 
@@ -273,6 +312,24 @@ class ModelConfig:
             _fail("model.config.network.name", f"={self.network.name!r}: the trainer trains video tokenizers (CV, DV)")
         self.ema.validate()
         self.loss.validate()
+        self.validate_trainable()
+
+    def validate_trainable(self) -> None:
+        """`trainable`, `lora` and the adversarial adaptive weight against the network's module names, on a
+        network built on the meta device (no memory, a fraction of a second; skipped for the defaults)."""
+        lora = self.lora.settings()
+        adversarial = self.loss.config.adversarial.config
+        needs_last_layer = adversarial.enabled and adversarial.adaptive_weight
+        if self.trainable == "all" and not lora.enabled and not needs_last_layer:
+            return
+        with torch.device("meta"):
+            network = tokenizer_from_config(self.network, self.network_name)
+        apply_trainable(network, self.trainable, lora)
+        if needs_last_layer:
+            try:
+                last_layer_weight(network)
+            except ValueError as err:
+                raise ValueError(f"loss.adversarial.adaptive_weight: {err}") from None
 
 
 @dataclass
@@ -313,6 +370,9 @@ class Config:
         for key in ("dataloader_train", "dataloader_val"):
             _validate_loader(key, getattr(self, key), self.network)
         _validate_jit_shape(self.checkpoint.jit.input_shape, self.network)
+        adversarial = self.model.config.loss.config.adversarial.config
+        if adversarial.enabled:
+            _check_discriminator_input(adversarial, self.dataloader_train, self.network)
         consistency = self.model.config.loss.config.video_consistency.config
         if consistency.enabled:
             check_windows(
@@ -354,6 +414,20 @@ def _validate_loader(key: str, loader: LoaderConfig, network: TokenizerConfig) -
                 f"gives {width}x{height} (WxH) crops for {aspect.replace(',', ':')} "
                 f"clips: both sides must be positive multiples of {sc} (the network's spatial compression)",
             )
+
+
+def _check_discriminator_input(settings: AdversarialConfig, loader: LoaderConfig, network: TokenizerConfig) -> None:
+    """The discriminator needs frames of at least `min_frame_size` pixels: check the training crops."""
+    dataset = loader.dataset
+    resolution = parse_dataset_name(dataset.name).resolution
+    smallest = min(min(crop_size(dataset, resolution, aspect)) for aspect in ASPECT_RATIOS)
+    if smallest < settings.min_frame_size:
+        _fail(
+            "loss.adversarial.discriminator_layers",
+            f"={settings.discriminator_layers}: the discriminator needs frames of at least "
+            f"{settings.min_frame_size}x{settings.min_frame_size} pixels, but dataloader_train's crops are "
+            f"{smallest} pixels on their short side; use fewer layers or larger crops",
+        )
 
 
 def _prefixed(key: str, check, field_names: list[str]) -> None:

@@ -15,6 +15,7 @@ from .sources import (
     parse_dataset_name,
     register_source,
 )
+from .token_dataset import TokenDataset, collate_tokens
 from .video_dataset import VideoWindowDataset, split_videos
 
 __all__ = [
@@ -40,6 +41,8 @@ __all__ = [
     "get_crop_size_info",
     "parse_dataset_name",
     "register_source",
+    "TokenDataset",
+    "collate_tokens",
     "VideoWindowDataset",
     "split_videos",
 ]

@@ -50,7 +50,9 @@ def textured_video(
         sprites.append((size, start, speed, texture, rng.random() < 0.5))
     frames = np.empty((num_frames, height, width, 3), dtype=np.uint8)
     for t in range(num_frames):
-        oy, ox = int(round(y0 + vy * t)), int(round(x0 + vx * t))
+        # clamped: rounding a pan that moves up or left can land one pixel before the margin's first row
+        oy = min(max(int(round(y0 + vy * t)), 0), margin_y - 1)
+        ox = min(max(int(round(x0 + vx * t)), 0), margin_x - 1)
         frame = background[oy : oy + height, ox : ox + width].copy()
         for size, start, speed, texture, square in sprites:
             cy = float(_bounce(np.float32(start[0] + speed[0] * t), size / 2, height - size / 2))

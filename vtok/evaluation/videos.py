@@ -85,8 +85,9 @@ def evaluate_videos(
     first = next(iter(pipelines.values()))
     recorded = {
         "engine": first.engine.describe(),
-        "temporal_window": first.windows.frames if first.windows else None,
-        "temporal_overlap": first.windows.overlap if first.windows else None,
+        "processing": first.processing,
+        "temporal_window": first.temporal_window or None,
+        "temporal_overlap": first.temporal_overlap if first.windows else None,
         **(settings or {}),
         "seconds": round(time.perf_counter() - started, 2),
         "failed": [str(p) for p, _ in report.failed],

@@ -3,7 +3,9 @@
 `--mode torch` (vtok's default) loads any checkpoint (release folder, model.pt, iter_N.pt, .jit files)
 into vtok's network, which runs the FSQ in fp32 and works with every window and tile size.
 `--mode jit` (NVIDIA's default) runs the traced graphs of `encoder.jit`/`decoder.jit`/`autoencoder.jit`
-as they are. Both give tokens in NVIDIA's format: latents `[B,C,t,h,w]` or int indices `[B,t,h,w]`.
+as they are. Only the torch mode keeps the network itself (`tokenizer`), which exact streaming needs: a traced
+graph cannot carry state from one chunk to the next. Both give tokens in NVIDIA's format: latents
+`[B,C,t,h,w]` or int indices `[B,t,h,w]`.
 Every call's output is checked against the shape the model must return (a graph that drops frames, or one
 traced for another model, fails the file in one line instead of giving a shorter video or wrong scores).
 """
@@ -22,6 +24,7 @@ from ..checkpoint.reader import read_jit_file
 from ..devices import resolve_device
 from ..io.files import files_identity
 from ..networks.config import TokenizerConfig
+from ..networks.tokenizer import Tokenizer
 
 MODES = ("torch", "jit")
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -40,6 +43,7 @@ class TokenizerEngine:
     decode_fn: Fn | None = None
     autoencode_fn: Fn | None = None
     part_files: dict[str, list[Path]] = field(default_factory=dict)  # "encoder"/"decoder": the files it came from
+    tokenizer: Tokenizer | None = None  # vtok's network (torch mode), for exact streaming
 
     @property
     def tc(self) -> int:
@@ -64,6 +68,11 @@ class TokenizerEngine:
     @property
     def can_decode(self) -> bool:
         return self.decode_fn is not None
+
+    @property
+    def can_stream(self) -> bool:
+        """True when videos can run exactly in chunks (torch mode, a video model)."""
+        return self.tokenizer is not None and self.is_video
 
     @functools.cached_property
     def encoder_id(self) -> str:
@@ -190,7 +199,7 @@ def load_engine(
         part: [Path(f) for f, parts in tok.load_info["parts"].items() if part in parts]
         for part in ("encoder", "decoder")
     }
-    engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch", part_files=files)
+    engine = TokenizerEngine(tok.name, tok.config, device, dtype, "torch", part_files=files, tokenizer=tok)
     if "encoder" in tok.loaded_parts:
         engine.encode_fn = (lambda x: tok.encode(x)[0]) if tok.config.is_discrete else tok.encode
     if "decoder" in tok.loaded_parts:

@@ -22,22 +22,29 @@ import torch
 from ..io import VideoWriter, iter_frames, probe_video, read_image, write_image
 from ..io.tokens import TokenMeta
 from ..networks.config import overrides_of
+from ..networks.video_streams import HorizonSetting
 from .engine import TokenizerEngine
 from .pipeline import FrameLayout, Pipeline
+from .streams import horizon_label, parse_horizon
+
+RECORDED = "recorded"  # decode streamed tokens with the attention horizon they were encoded with
 
 
 def encoding_settings(pipeline: Pipeline) -> dict[str, Any]:
     """What the tokens of this pipeline depend on (io.tokens.ENCODING_FIELDS), as token files record it."""
-    engine, windows, tiling = pipeline.engine, pipeline.windows, pipeline.tiling
+    engine, tiling = pipeline.engine, pipeline.tiling
     return {
         "model": engine.name,
         "overrides": overrides_of(engine.name, engine.config),
         "checkpoint_id": engine.encoder_id,
         "short_size": pipeline.short_size or 0,
-        "temporal_window": windows.frames if windows else 0,
-        "temporal_overlap": windows.overlap if windows else 0,
+        "temporal_window": pipeline.temporal_window,
+        "temporal_overlap": pipeline.temporal_overlap,
         "tile": [tiling.height, tiling.width] if tiling else [],
         "tile_overlap": tiling.overlap if tiling else 0,
+        "processing": pipeline.processing,
+        "attention_horizon": horizon_label(pipeline.attention_horizon) if pipeline.processing == "stream" else "",
+        "pad_fill": pipeline.pad_fill,
     }
 
 
@@ -51,10 +58,12 @@ def token_meta(
     source_size: tuple[int, int],
     checkpoint: Sequence[str] = (),
 ) -> TokenMeta:
-    """What decoding a token file needs: the model, the frame layout and count, and the windows that made it."""
+    """What decoding a token file needs: the model, the frame layout and count, how it was processed (the
+    pipeline's last run says whether it was exact)."""
     engine = pipeline.engine
     return TokenMeta(
         **encoding_settings(pipeline),
+        exact=pipeline.last_exact,
         kind="discrete" if engine.is_discrete else "continuous",
         media=media,
         fps=fps,
@@ -93,17 +102,32 @@ def encode_image(
 
 
 def replay_pipeline(
-    engine: TokenizerEngine, meta: TokenMeta, tile: tuple[int, int] | None = None, tile_overlap: int | None = None
+    engine: TokenizerEngine,
+    meta: TokenMeta,
+    tile: tuple[int, int] | None = None,
+    tile_overlap: int | None = None,
+    attention_horizon: HorizonSetting | str = RECORDED,
 ) -> Pipeline:
-    """A pipeline with the windows the tokens were made with, so decoding matches the encoding run."""
+    """A pipeline that processes as the tokens were made (stream chunks, windows or NVIDIA's windows), so decoding
+    matches the encoding run. Streamed tokens decode in the same chunks (bit for bit what autoencode gives), with
+    `attention_horizon` (default RECORDED: the setting they were encoded with); a jit engine, which cannot
+    stream, decodes them in approximate windows."""
     if meta.model != engine.name:
         raise ValueError(f"the tokens were made by {meta.model}, but the checkpoint is {engine.name}")
+    processing = meta.processing
+    if processing == "stream" and engine.tokenizer is None:
+        processing = "windows"
+    stream = processing == "stream"
+    if attention_horizon == RECORDED:
+        attention_horizon = parse_horizon(meta.attention_horizon) if stream and meta.attention_horizon else "auto"
     return Pipeline(
         engine,
         temporal_window=meta.temporal_window or None,
-        temporal_overlap=meta.temporal_overlap if meta.temporal_window else None,
+        temporal_overlap=meta.temporal_overlap if meta.temporal_window and processing == "windows" else None,
         tile=tile,
         tile_overlap=tile_overlap,
+        processing=processing,
+        attention_horizon=attention_horizon if stream else "auto",
     )
 
 
@@ -113,9 +137,10 @@ def decode_tokens(
     meta: TokenMeta,
     tile: tuple[int, int] | None = None,
     tile_overlap: int | None = None,
+    attention_horizon: HorizonSetting | str = RECORDED,
 ) -> Iterator[np.ndarray]:
     """The frames (uint8 `[H,W,3]`, one for an image) that `tokens` decode to, cropped to the source's layout."""
-    pipeline = replay_pipeline(engine, meta, tile, tile_overlap)
+    pipeline = replay_pipeline(engine, meta, tile, tile_overlap, attention_horizon)
     layout = FrameLayout(meta.height, meta.width, tuple(meta.padding))
     if meta.media == "image":
         return iter([pipeline.decode_image(tokens, layout)])
@@ -130,9 +155,10 @@ def write_decoded(
     tile: tuple[int, int] | None = None,
     tile_overlap: int | None = None,
     crf: int = 18,
+    attention_horizon: HorizonSetting | str = RECORDED,
 ) -> Path:
     """Decode `tokens` into `target`: an image file, or an H.264 mp4 at the source's fps and frame count."""
-    frames = decode_tokens(engine, tokens, meta, tile, tile_overlap)
+    frames = decode_tokens(engine, tokens, meta, tile, tile_overlap, attention_horizon)
     if meta.media == "image":
         return write_image(target, next(frames))
     with VideoWriter(target, Fraction(meta.fps), crf) as writer:

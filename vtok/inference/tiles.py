@@ -66,13 +66,29 @@ class Tiling:
         return Tiling(scale(self.height), scale(self.width), scale(self.overlap))
 
 
+def tile_count(height: int, width: int, tiling: Tiling | None) -> int:
+    """How many tiles `run_tiled` cuts a `height` x `width` input into (1 without tiles)."""
+    if tiling is None:
+        return 1
+    rows = tile_starts(height, tiling.height, tiling.overlap)
+    return len(rows) * len(tile_starts(width, tiling.width, tiling.overlap))
+
+
 def run_tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tiling: Tiling | None, scale: float, blend: str
+    fn: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    tiling: Tiling | None,
+    scale: float,
+    blend: str,
+    keyed: bool = False,
 ) -> torch.Tensor:
-    """`fn(x)` computed tile by tile over the last two dims of `x`; `scale` is output size / input size."""
+    """`fn(x)` computed tile by tile over the last two dims of `x`; `scale` is output size / input size.
+
+    With `keyed`, `fn(tile, (row, column))` also gets the tile's index, so a stateful `fn` (one stream per
+    tile) can tell the tiles apart; the whole input is tile (0, 0)."""
     height, width = x.shape[-2:]
     if tiling is None or (tiling.height >= height and tiling.width >= width):
-        return fn(x)
+        return fn(x, (0, 0)) if keyed else fn(x)
     rows = tile_starts(height, tiling.height, tiling.overlap)
     cols = tile_starts(width, tiling.width, tiling.overlap)
     tile_h, tile_w = min(tiling.height, height), min(tiling.width, width)
@@ -83,7 +99,8 @@ def run_tiled(
     total = weights = None
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
-            y = fn(x[..., r : r + tile_h, c : c + tile_w])
+            tile = x[..., r : r + tile_h, c : c + tile_w]
+            y = fn(tile, (i, j)) if keyed else fn(tile)
             if total is None:
                 shape = (*y.shape[:-2], int(height * scale), int(width * scale))
                 total = torch.zeros(shape, dtype=y.dtype if blend == "nearest" else torch.float32, device=y.device)

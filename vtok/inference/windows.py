@@ -1,4 +1,7 @@
-"""Long videos in temporal windows: memory bounded by the window, and no seam where windows meet.
+"""Long videos in temporal windows (`--mode jit`, approximate): memory bounded by the window, no seam where they meet.
+
+TorchScript graphs cannot carry state from one call to the next, so they cannot stream exactly as vtok's
+network does (streams.py); this is their way to run a video of any length.
 
 NVIDIA's `video_cli` cuts a video into independent 17-frame windows, so every window restarts the
 causal model's first-frame encoding and a seam shows every 17 frames (docs/design.md#windows). vtok

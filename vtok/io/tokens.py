@@ -4,7 +4,10 @@ Tensors: `latent` `[C,t,h,w]` (continuous video; `[C,h,w]` for an image) or `ind
 (discrete; `[h,w]` for an image). Metadata (safetensors' string map, key `vtok`): a JSON `TokenMeta`.
 Files are written to a temporary name and renamed, so a file under its final name is always complete,
 which is what lets `vtok encode` skip finished videos after an interruption; it skips a file only when the
-settings recorded in it (ENCODING_FIELDS: model, checkpoint, resize, windows, tiles) are this run's.
+settings recorded in it (ENCODING_FIELDS: model, checkpoint, resize, processing, windows, tiles) are this run's.
+`processing` says how the tokens were made: "stream" (exact: one pass over the whole video, whatever the chunk
+size), "windows" (approximate overlapping windows; every file from before streaming existed) or
+"nvidia_compat" (NVIDIA's video_cli windows); `exact` whether they are what one pass over the video gives.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load, load_file, save
 
 from .atomic import write_bytes_atomic
 
@@ -46,6 +49,13 @@ class TokenMeta:
     short_size: int = 0  # --short_size (0: not resized)
     tile: list[int] = field(default_factory=list)  # --tile H W ([] without tiles)
     tile_overlap: int = 0
+    processing: str = "windows"  # "stream", "windows" or "nvidia_compat" (files made before streaming: windows)
+    exact: bool = False  # one pass over the whole video (stream, no tiles, within the attention horizon)
+    attention_horizon: str = ""  # --attention_horizon of a stream ("auto", "all" or latent frames)
+    pad_fill: str = "zero"  # what the spatial padding holds: zero (mid-grey), black, replicate, reflect
+    clip_frames: int = 0  # --clip_frames: the tensor holds one window per row, each encoded on its own (0: whole)
+    clip_stride: int = 0
+    clip_starts: list[int] = field(default_factory=list)  # first frame of each window
     format: str = FORMAT
 
     @property
@@ -63,7 +73,15 @@ ENCODING_FIELDS = (
     "temporal_overlap",
     "tile",
     "tile_overlap",
+    "processing",
+    "attention_horizon",
+    "pad_fill",
+    "clip_frames",
+    "clip_stride",
 )
+# Chunking settings that do not change the tokens of an exact stream.
+STREAM_FREE_FIELDS = ("temporal_window", "temporal_overlap")
+CLIP_DEFAULTS = {"clip_frames": 0, "clip_stride": 0}  # settings made before clip mode existed lack these
 
 
 def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]:
@@ -73,18 +91,25 @@ def encoding_differences(meta: TokenMeta, settings: dict[str, Any]) -> list[str]
     def same(a: Any, b: Any) -> bool:
         return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
+    streamed = "stream" in (meta.processing, settings["processing"])
     differ = []
     for key in ENCODING_FIELDS:
-        stored, wanted = getattr(meta, key), settings[key]
+        if streamed and key in STREAM_FREE_FIELDS:
+            continue
+        stored, wanted = getattr(meta, key), settings[key] if key in settings else CLIP_DEFAULTS[key]
         if not same(stored, wanted):
             differ.append(f"{key} {stored!r} (this run: {wanted!r})" if key != "checkpoint_id" else "checkpoint files")
     return differ
 
 
+def token_bytes(tokens: torch.Tensor, meta: TokenMeta) -> bytes:
+    """A token file's bytes: what `save_tokens` writes and a token shard holds per sample."""
+    return save({meta.tensor_name: tokens.detach().cpu().contiguous()}, metadata={"vtok": json.dumps(asdict(meta))})
+
+
 def save_tokens(path: str | Path, tokens: torch.Tensor, meta: TokenMeta) -> Path:
     """Write tokens and metadata atomically (serialized in memory, so a full disk is one WriteError)."""
-    data = save({meta.tensor_name: tokens.detach().cpu().contiguous()}, metadata={"vtok": json.dumps(asdict(meta))})
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, token_bytes(tokens, meta))
 
 
 def read_token_meta(path: str | Path) -> TokenMeta:
@@ -94,6 +119,11 @@ def read_token_meta(path: str | Path) -> TokenMeta:
             raw = (handle.metadata() or {}).get("vtok")
     except (OSError, SafetensorError) as err:
         raise ValueError(f"{path}: not a safetensors file ({err})") from err
+    return parse_token_meta(raw, path)
+
+
+def parse_token_meta(raw: str | None, path: str | Path) -> TokenMeta:
+    """The TokenMeta in a token file's `vtok` metadata string; ValueError naming `path` when it is not one."""
     if raw is None:
         raise ValueError(f"{path}: a safetensors file without vtok token metadata (made by `vtok encode`?)")
     try:
@@ -118,6 +148,25 @@ def load_tokens(path: str | Path) -> tuple[torch.Tensor, TokenMeta]:
     if meta.tensor_name not in tensors:
         raise ValueError(f"{path}: no {meta.tensor_name!r} tensor (has {sorted(tensors)})")
     return tensors[meta.tensor_name], meta
+
+
+def load_token_bytes(data: bytes, where: str = "token bytes") -> tuple[torch.Tensor, TokenMeta]:
+    """Tokens and metadata from `token_bytes` output (a sample of a token shard); `where` names it in errors."""
+    try:
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        tensors = load(data)
+    except (ValueError, SafetensorError) as err:
+        raise ValueError(f"{where}: not safetensors data ({err})") from err
+    meta = parse_token_meta((header.get("__metadata__") or {}).get("vtok"), where)
+    if meta.tensor_name not in tensors:
+        raise ValueError(f"{where}: no {meta.tensor_name!r} tensor (has {sorted(tensors)})")
+    return tensors[meta.tensor_name], meta
+
+
+def token_shape(path: str | Path, meta: TokenMeta) -> list[int]:
+    """The shape of a token file's tensor, read from its header."""
+    with safe_open(str(path), framework="pt") as handle:
+        return list(handle.get_slice(meta.tensor_name).get_shape())
 
 
 def is_complete(path: str | Path) -> bool:

@@ -46,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..networks.discriminator import VideoDiscriminator
+from ..networks.discriminator import VideoDiscriminator, build_discriminator
+from .config import AdversarialConfig
 
 SETTINGS_KEY = "loss.adversarial"
 LOSSES = ("hinge", "non_saturating")
@@ -241,3 +242,25 @@ class Adversarial(nn.Module):
         else:
             weight = g_loss.new_tensor(self.weight)
         return weight * g_loss, weight
+
+
+def build_adversarial(
+    config: AdversarialConfig, average: Callable[[torch.Tensor], torch.Tensor] | None = None
+) -> Adversarial:
+    """The `Adversarial` module `loss.adversarial.*` describes, with a freshly initialized discriminator (it draws
+    from torch's global RNG: seed it the same on every rank). `average`: the mean over ranks (DDP, FSDP2)."""
+    config.validate()
+    discriminator = build_discriminator(
+        config.discriminator, config.spectral_norm, config.discriminator_channels, config.discriminator_layers
+    )
+    return Adversarial(
+        discriminator,
+        loss=config.loss,
+        weight=config.weight,
+        start_iter=config.start_iter,
+        lecam_weight=config.lecam_weight,
+        lecam_decay=config.lecam_decay,
+        adaptive_weight=config.adaptive_weight,
+        max_weight=config.max_adaptive_weight,
+        average=average,
+    )

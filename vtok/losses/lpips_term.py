@@ -91,8 +91,20 @@ class LPIPSLoss(nn.Module):
 def missing_weights_hint() -> str:
     return (
         f"put torchvision's VGG16 ({' or '.join(VGG_FILES)}) and lpips' heads ({LIN_FILE}) in one folder and "
-        f"set ${WEIGHTS_ENV} to it, or train without the term: {SETTINGS_KEY}.enabled=false"
+        f"set {SETTINGS_KEY}.weights (or ${WEIGHTS_ENV}) to it, or train without the term: {SETTINGS_KEY}.enabled=false"
     )
+
+
+def require_lpips_weights(folder: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """(VGG16 file, heads file) in `folder` (default `$VTOK_LPIPS_WEIGHTS`); FileNotFoundError saying what to do
+    when neither is set (ValueError from `find_lpips_weights` when the folder lacks a file)."""
+    files = find_lpips_weights(Path(folder) if folder else None)
+    if files is None:
+        raise FileNotFoundError(
+            f"the LPIPS training term needs LPIPS-VGG weights, and neither {SETTINGS_KEY}.weights nor ${WEIGHTS_ENV} "
+            f"is set: {missing_weights_hint()}"
+        )
+    return files
 
 
 def build_lpips_loss(
@@ -106,9 +118,4 @@ def build_lpips_loss(
     FileNotFoundError when no folder is given or set; ValueError (from `find_lpips_weights` / the loaders)
     naming the folder or file when it lacks a file or holds files of the wrong layout.
     """
-    files = find_lpips_weights(Path(folder) if folder else None)
-    if files is None:
-        raise FileNotFoundError(
-            f"the LPIPS training term needs LPIPS-VGG weights, and ${WEIGHTS_ENV} is not set: {missing_weights_hint()}"
-        )
-    return LPIPSLoss(LPIPS.from_files(*files), schedule, chunk_frames, dtype)
+    return LPIPSLoss(LPIPS.from_files(*require_lpips_weights(folder)), schedule, chunk_frames, dtype)

@@ -1,5 +1,5 @@
 """The training loss (docs/design.md#losses): L1 color + NVIDIA's VGG16 "lpips" term (+ optional Gram) + KL for VAEs,
-with the optional flow and video-consistency terms.
+with the optional flow, video-consistency and standard LPIPS-VGG (`lpips_vgg`) terms.
 
 `TokenizerLoss(x, output, iteration, loss_mask)` returns `({term: weighted scalar}, total)`, total being the
 sum of the terms, each counted once (NVIDIA adds its last term twice). Each term is a float32
@@ -11,7 +11,8 @@ pixels add nothing, and the mean still divides by every pixel, so an all-ones ma
 with one logged warning (`on_missing_weights="warn"`, for smoke runs) or the build fails naming where the file
 was looked for (`"error"`). Flow and video consistency are off in the reference; when enabled, the clip is
 unfolded into overlapping windows before the forward pass (`TokenizerLoss.network_input`), and the flow term
-needs a TorchScript flow network file (losses/flow.py).
+needs a TorchScript flow network file (losses/flow.py). The LPIPS term needs local LPIPS-VGG weights (an error
+naming the setting when they are absent: it is asked for explicitly, never on by default).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..networks.tokenizer import TokenizerOutput
 from .config import LossConfig
 from .consistency import VideoConsistencyLoss
 from .flow import FlowLoss, find_flow_network, load_flow_network
+from .lpips_term import LPIPSLoss, build_lpips_loss
 from .perceptual import PerceptualLoss, find_vgg16_weights, missing_weights_hint
 from .schedules import WeightSchedule
 
@@ -73,8 +75,8 @@ def vae_posterior(aux: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
 
 
 class TokenizerLoss(nn.Module):
-    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency": scalar},
-    total)."""
+    """The enabled terms; `forward` -> ({"color", "lpips", "gram", "flow", "kl", "video_consistency", "lpips_vgg":
+    scalar}, total). "lpips" is NVIDIA's name of its VGG feature term; "lpips_vgg" is standard LPIPS."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class TokenizerLoss(nn.Module):
         kl: KLLoss | None = None,
         flow: FlowLoss | None = None,
         consistency: VideoConsistencyLoss | None = None,
+        lpips: LPIPSLoss | None = None,
     ) -> None:
         super().__init__()
         self.color = color if color is not None else ColorLoss()
@@ -90,6 +93,7 @@ class TokenizerLoss(nn.Module):
         self.flow = flow
         self.kl = kl
         self.consistency = consistency
+        self.lpips = lpips
 
     @property
     def terms(self) -> list[str]:
@@ -101,6 +105,7 @@ class TokenizerLoss(nn.Module):
                 ("flow", self.flow),
                 ("kl", self.kl),
                 ("video_consistency", self.consistency),
+                ("lpips_vgg", self.lpips),
             )
             if module is not None
         ]
@@ -134,6 +139,8 @@ class TokenizerLoss(nn.Module):
         if self.consistency is not None:
             latent = output.latent if isinstance(output, TokenizerOutput) else None
             losses["video_consistency"] = self.consistency(x_hat, latent, clips, iteration)
+        if self.lpips is not None:
+            losses["lpips_vgg"] = self.lpips(x, x_hat, iteration)
         total = torch.stack(list(losses.values())).sum()
         return losses, total
 
@@ -191,6 +198,19 @@ def build_consistency(config: LossConfig, temporal_compression: int) -> VideoCon
     )
 
 
+def build_lpips(config: LossConfig) -> LPIPSLoss | None:
+    """The standard LPIPS term with its local weights, or None when it is off (FileNotFoundError: no weights)."""
+    settings = config.lpips
+    if not settings.needed:
+        return None
+    return build_lpips_loss(
+        settings.weights,
+        WeightSchedule(settings.boundaries, settings.values),
+        settings.chunk_frames,
+        getattr(torch, settings.dtype),
+    )
+
+
 def build_losses(
     config: LossConfig | None = None,
     on_missing_weights: Literal["warn", "error"] = "warn",
@@ -201,7 +221,8 @@ def build_losses(
 
     Missing VGG16 weights: "warn" logs one warning line (logger `vtok.losses.tokenizer_loss`) and leaves the
     perceptual term out; "error" raises FileNotFoundError saying where to put the file. An enabled flow term
-    without its network file always raises. `temporal_compression` is the network's, for the consistency windows.
+    without its network file, or LPIPS term without its weights, always raises. `temporal_compression` is the
+    network's, for the consistency windows.
     """
     config = config or LossConfig()
     if on_missing_weights not in ("warn", "error"):
@@ -213,4 +234,5 @@ def build_losses(
         KLLoss(WeightSchedule(config.kl.boundaries, config.kl.values)),
         build_flow(config, device),
         build_consistency(config, temporal_compression),
+        build_lpips(config),
     )

@@ -130,6 +130,11 @@ def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return tensor
 
 
+def mean_over_ranks(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """The mean over ranks (a new tensor; `tensor` is left as it is)."""
+    return all_reduce_sum(tensor.clone(), info) / info.world_size
+
+
 def barrier(info: DistInfo) -> None:
     if info.distributed:
         dist.barrier()

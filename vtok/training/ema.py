@@ -1,7 +1,10 @@
 """fp32 exponential moving average of a network's trainable weights (docs/design.md#ema).
 
 `e <- beta*e + (1-beta)*theta` after every optimizer step. The trainer updates it *before* a save of the same
-iteration, so a saved EMA matches its network weights' step (NVIDIA's is one step stale).
+iteration, so a saved EMA matches its network weights' step (NVIDIA's is one step stale). Frozen parameters
+(`model.config.trainable`, LoRA's base weights) have no shadow that moves: their EMA copies are kept as they
+were loaded (`frozen`, on the CPU unless sharded), so files and exports keep NVIDIA's full set of `ema.*`
+weights, bit-identical to the start's.
 With `warmup`, the n-th update of this run uses `min(beta, (1+n)/(10+n))`, so short post-training runs are
 not dominated by the starting weights. `swapped(network)` puts the EMA weights into the network (for
 validation and export) and restores the trained ones afterwards, as NVIDIA's `ema_scope`. Files name the
@@ -18,13 +21,23 @@ from torch import nn
 
 
 class EMA:
-    """One fp32 shadow tensor per trainable parameter, keyed by the parameter's name."""
+    """One fp32 shadow tensor per trainable parameter, keyed by the parameter's name; fixed fp32 copies of the
+    frozen ones."""
 
     def __init__(self, network: nn.Module, beta: float = 0.9999, warmup: bool = False) -> None:
         self.beta = beta
         self.warmup = warmup
         self.updates = 0
         self.shadow = {name: p.detach().float().clone() for name, p in network.named_parameters() if p.requires_grad}
+        self.frozen = {
+            name: p.detach().float().to("cpu", copy=True)
+            for name, p in network.named_parameters()
+            if not p.requires_grad
+        }
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Every parameter's EMA copy (frozen and moving), what a file's `ema.network-*` entries hold."""
+        return {**self.frozen, **self.shadow}
 
     def decay(self) -> float:
         """The beta of the next update."""
@@ -41,16 +54,17 @@ class EMA:
 
     @torch.no_grad()
     def copy_from(self, network: nn.Module) -> None:
-        """Reset the shadow to the network's current weights (an EMA that starts where the weights are)."""
+        """Reset every copy to the network's current weights (an EMA that starts where the weights are)."""
+        copies = self.state()
         for name, p in network.named_parameters():
-            if name in self.shadow:
-                self.shadow[name].copy_(p.detach())
+            if name in copies:
+                copies[name].copy_(p.detach())
 
     @torch.no_grad()
     def load_network_state(self, state: Mapping[str, torch.Tensor]) -> list[str]:
         """Load bare-key EMA weights (see `network_state_dict(..., ema=True)`); returns the names left unchanged."""
         missing = []
-        for name, shadow in self.shadow.items():
+        for name, shadow in self.state().items():
             if name in state:
                 if tuple(state[name].shape) != tuple(shadow.shape):
                     raise ValueError(f"EMA weight {name}: file {list(state[name].shape)} vs model {list(shadow.shape)}")
@@ -64,18 +78,22 @@ class EMA:
         from torch.distributed.tensor import DTensor, distribute_tensor
 
         for name, p in network.named_parameters():
-            if name in self.shadow and isinstance(p, DTensor):
-                self.shadow[name] = distribute_tensor(self.shadow[name], p.device_mesh, p.placements)
+            if not isinstance(p, DTensor):
+                continue
+            for copies in (self.shadow, self.frozen):
+                if name in copies:
+                    copies[name] = distribute_tensor(copies[name].to(p.device), p.device_mesh, p.placements)
 
     @contextmanager
     def swapped(self, network: nn.Module) -> Iterator[nn.Module]:
         """The network with the EMA weights in it (cast to its dtype); its own weights are restored on exit."""
         _reshard(network)
-        params = {name: p for name, p in network.named_parameters() if name in self.shadow}
+        copies = self.state()
+        params = {name: p for name, p in network.named_parameters() if name in copies}
         saved = {name: p.detach().clone() for name, p in params.items()}
         with torch.no_grad():
             for name, p in params.items():
-                p.copy_(self.shadow[name])
+                p.copy_(copies[name])
         try:
             yield network
         finally:

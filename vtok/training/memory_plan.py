@@ -108,6 +108,8 @@ def compose(config: Config, knobs: MemoryKnobs, step: StepMemory, world_size: in
         "EMA (fp32)": FP32 * trainable // shards if config.model.config.ema.enabled else 0,
         "loss networks": step.loss_network_bytes,
         "DDP gradient buckets": step.grad_bytes if world_size > 1 and not knobs.fsdp else 0,
+        # fp32 weights, gradients and AdamW moments of the discriminator(s), replicated (plus DDP's buckets)
+        "discriminator": (FP32 * (2 + (world_size > 1)) + ADAM_BYTES) * step.discriminator_parameters,
         "FSDP gathered weights": step.unsharded_root_bytes + 2 * step.largest_block_bytes if knobs.fsdp else 0,
     }
     grads = step.grad_bytes // shards

@@ -20,11 +20,13 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ..config.schema import Config
 from ..data.config import LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
+from ..losses.adversarial import build_adversarial
 from ..losses.consistency import VideoConsistencyLoss
 from ..losses.perceptual import PerceptualLoss
 from ..losses.schedules import WeightSchedule
 from ..losses.tokenizer_loss import ColorLoss, KLLoss, TokenizerLoss
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
+from ..networks.trainable import apply_trainable
 from ..networks.vgg import VGG16Features
 from .memory_tracker import LiveBytes
 from .recompute import BLOCKS, recompute_blocks
@@ -62,6 +64,7 @@ class StepMemory:
     loss_network_bytes: int  # frozen VGG16 / flow weights
     largest_block_bytes: int  # the biggest ResNet/attention block's weights (an FSDP unit)
     unsharded_root_bytes: int  # weights outside the blocks (FSDP keeps them gathered through the step)
+    discriminator_parameters: int = 0  # the adversarial stage's discriminator(s), trained with their own AdamW
 
 
 def largest_crop(loader: LoaderConfig) -> tuple[int, int]:
@@ -74,7 +77,18 @@ def largest_crop(loader: LoaderConfig) -> tuple[int, int]:
 
 
 def prepare_network(network: Tokenizer, config: Config) -> None:
-    """What the trainer does to the built network before training that changes which weights train (in place)."""
+    """What the trainer does to the built network that changes which weights train: frozen parts, LoRA adapters."""
+    model = config.model.config
+    apply_trainable(network, model.trainable, model.lora.settings())
+
+
+def discriminator_parameters(config: Config) -> int:
+    """Elements of the adversarial stage's discriminator(s) (0 when the stage is off), counted on the meta device."""
+    settings = config.model.config.loss.config.adversarial.config
+    if not settings.enabled:
+        return 0
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_adversarial(settings).parameters())
 
 
 def _planning_loss(config: Config, knobs: StepKnobs) -> TokenizerLoss:
@@ -215,6 +229,7 @@ def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
         loss_network_bytes=loss_bytes,
         largest_block_bytes=largest_block,
         unsharded_root_bytes=outside,
+        discriminator_parameters=discriminator_parameters(config),
     )
 
 

@@ -4,7 +4,9 @@ The rule behind `auto` and why is in docs/design.md#precision.
 
 `bf16_pure` stores the network in bf16 as NVIDIA does and keeps fp32 master weights for the optimizer:
 gradients are copied onto the masters, the optimizer steps them, and they are copied back into the network.
-The EMA follows the fp32 weights the optimizer updates (`named_master_params`).
+The EMA follows the fp32 weights the optimizer updates (`named_master_params`). The adversarial stage's
+discriminator keeps fp32 weights in every mode and runs under bf16 autocast in both bf16 modes
+(`discriminator_autocast`), so it needs no master copies.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ class Precision:
     def autocast(self) -> AbstractContextManager:
         """The context of a forward pass."""
         if self.mode == "bf16_autocast":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def discriminator_autocast(self) -> AbstractContextManager:
+        """The context of a discriminator forward: bf16 autocast in both bf16 modes, fp32 otherwise."""
+        if self.mode in ("bf16_autocast", "bf16_pure"):
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 

@@ -6,6 +6,9 @@
    only when `checkpoint.load_training_state` (or the scheduler alone, `only_load_scheduler_state`);
 3. else random weights at iteration 0.
 Every file is read by vtok.checkpoint's weights-only reader; a file that needs more is refused in one line.
+With LoRA, the file's weights (merged) are the base of fresh adapters, except when the run continues the file's
+training (a resume, or `load_training_state`) and the file holds its unmerged adapters (`vtok_lora`): then the
+base weights and adapters are restored as they were, exactly.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from ..checkpoint.load import resolve_checkpoint
+from ..checkpoint.lora_file import entry_settings, unmerged_state
 from ..checkpoint.mismatch import StateMismatch, shapes_of
 from ..checkpoint.reader import check_checkpoint_file
 from ..checkpoint.record import VtokRecord
@@ -29,6 +33,7 @@ from ..checkpoint.training_file import TrainingFile
 from ..config.schema import CheckpointConfig, OptimizerConfig
 from ..io.files import check_writable_folder
 from ..networks.config import NAMED_CONFIGS, TokenizerConfig
+from ..networks.lora import adapters, is_lora_key, load_lora_state_dict
 from .ema import EMA
 from .optim import adapt_optimizer_state, adapt_scheduler_state, apply_config_hparams, describe_hparams
 from .saving import LATEST_FILE
@@ -97,6 +102,11 @@ def find_source(checkpoint_dir: Path, config: CheckpointConfig, network_name: st
     return Source(kind, path, TrainingFile(network=weights), weights_only=True)
 
 
+def continues_training(source: Source, config: CheckpointConfig) -> bool:
+    """Whether the run takes over the file's training state: a resume, or `load_path` with `load_training_state`."""
+    return source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
+
+
 def loads_training_state(source: Source, config: CheckpointConfig) -> bool:
     """Whether the run takes the file's optimizer state (so the file's network must be this run's exactly)."""
     wanted = source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
@@ -136,7 +146,7 @@ def check_same_network(
             f"{source.path} was trained with another network ({'; '.join(differ[:4])}), so its optimizer state "
             f"cannot be loaded: set those keys as the file has them, or {instead}"
         )
-    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k)}
+    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k) and not is_lora_key(k)}
     weights = {k: v for k, v in source.file.network.items() if not is_constant_buffer(k)}
     mismatch = StateMismatch.compare(shapes_of(weights), shapes_of(own))
     if mismatch:
@@ -147,8 +157,9 @@ def check_same_network(
 
 
 def load_weights(network: nn.Module, state: dict[str, torch.Tensor], strict: bool, source: str) -> None:
-    """NVIDIA's semantics: unknown keys ignored, missing keys an error when `strict`, shapes must match."""
-    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k)}
+    """NVIDIA's semantics: unknown keys ignored, missing keys an error when `strict`, shapes must match. LoRA
+    adapters are not network weights here (`restore_lora` loads them)."""
+    own = {k: v for k, v in network.state_dict().items() if not is_constant_buffer(k) and not is_lora_key(k)}
     weights = {k: v for k, v in state.items() if not is_constant_buffer(k)}
     mismatch = StateMismatch.compare(shapes_of(weights), shapes_of(own))
     if strict and mismatch.missing:
@@ -171,18 +182,52 @@ def load_weights(network: nn.Module, state: dict[str, torch.Tensor], strict: boo
     )
 
 
-def load_network_and_ema(source: Source, network: nn.Module, ema: EMA | None, strict: bool) -> None:
-    """Network weights, then the EMA: the file's (`ema.network-*`) when present, else the loaded weights."""
+@torch.no_grad()
+def restore_lora(source: Source, network: nn.Module, continues: bool) -> dict | None:
+    """Put the file's unmerged adapters and the base weights they adapt into `network` when the run continues the
+    file's training with LoRA; returns the entry used (None: the loaded, merged weights are the adapters' base)."""
+    entry = source.file.lora
+    if not adapters(network):
+        if entry:
+            log.info("LoRA: %s was trained with adapters; its merged weights are loaded as plain weights", source.path)
+        return None
+    if not (entry and continues):
+        log.info("LoRA: new adapters on the weights of %s", source.path or "the random initialization")
+        return None
+    ours = next(iter(adapters(network).values())).scale
+    if entry_settings(entry).scale != ours:
+        raise ValueError(
+            f"{source.path}'s adapters have scale alpha/rank={entry_settings(entry).scale:g}, this run's "
+            f"{ours:g}: set model.config.lora.alpha and .rank as the run that wrote it"
+        )
+    base = {k: v for k, v in unmerged_state(entry).items() if not is_lora_key(k)}
+    params = dict(network.named_parameters())
+    for key, value in base.items():
+        params[key].copy_(value)
+    load_lora_state_dict(network, entry["adapters"])
+    log.info("LoRA: %d adapters and the %d weights they adapt from %s", len(entry["adapters"]), len(base), source.path)
+    return entry
+
+
+def load_network_and_ema(
+    source: Source, network: nn.Module, ema: EMA | None, strict: bool, continues: bool = True
+) -> None:
+    """Network weights (with LoRA, then the unmerged adapters: see `restore_lora`), then the EMA: the file's
+    (`ema.network-*`, and the unmerged EMA adapters) when present, else the loaded weights."""
     if source.kind == "scratch":
         log.info("weights: random initialization (no job checkpoint, checkpoint.load_path=null)")
+        restore_lora(source, network, continues)
         return
     file = source.file
     load_weights(network, file.network, strict, str(source.path))
+    lora = restore_lora(source, network, continues)
     if ema is None:
         return
     ema.copy_from(network)
     if file.ema is not None:
-        missing = ema.load_network_state(file.ema)
+        missing = [name for name in ema.load_network_state(file.ema) if not is_lora_key(name)]
+        if lora is not None and lora.get("ema_adapters"):
+            ema.load_network_state(unmerged_state(lora, ema=True))
         log.info(
             "EMA: from %s%s", source.path, f" ({len(missing)} weights missing, from the network)" if missing else ""
         )
@@ -199,10 +244,13 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     load_optimizer: Callable[[dict[str, Any]], None] | None = None,
+    network: nn.Module | None = None,
 ) -> int:
     """Optimizer, scheduler and iteration by NVIDIA's rules; returns the iteration to continue from.
 
-    `load_optimizer` loads a torch-layout optimizer state (default: `optimizer.load_state_dict`)."""
+    `load_optimizer` loads a torch-layout optimizer state (default: `optimizer.load_state_dict`); `network` (whose
+    trainable parameters the optimizer steps) lets a file of all weights start a run that trains a part of them
+    (see `fit_optimizer_state`)."""
     wanted = source.kind == "resume" or (source.kind == "load_path" and config.load_training_state)
     scheduler_only = source.kind == "load_path" and config.only_load_scheduler_state and not wanted
     if source.weights_only and (wanted or scheduler_only):
@@ -223,7 +271,8 @@ def load_training_state(
         )
     iteration = int(file.iteration)
     if not scheduler_only:
-        (load_optimizer or optimizer.load_state_dict)(adapt_optimizer_state(file.optimizer))
+        state = fit_optimizer_state(adapt_optimizer_state(file.optimizer), optimizer, network, source)
+        (load_optimizer or optimizer.load_state_dict)(state)
     scheduler.load_state_dict(adapt_scheduler_state(file.scheduler))
     scheduler.last_epoch = iteration
     what = "schedule and iteration" if scheduler_only else "optimizer state, schedule and iteration"
@@ -239,6 +288,45 @@ def load_training_state(
         describe_hparams(optimizer, scheduler),
     )
     return iteration
+
+
+def fit_optimizer_state(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, network: nn.Module | None, source: Source
+) -> dict[str, Any]:
+    """The file's (torch-layout) optimizer state for the parameters this run trains.
+
+    The same count: as it is. A resume of another count: ValueError naming the keys (the job's config changed).
+    A `load_path` file that trained every weight (NVIDIA's model.pt) into a run that trains a part of them
+    (`model.config.trainable`): the moments of that part. Any other `load_path` file (LoRA adapters it never had):
+    its hyper-parameters with fresh moments, said in one warning line."""
+    theirs = sum(len(group.get("params", [])) for group in state.get("param_groups", []))
+    ours = sum(len(group["params"]) for group in optimizer.param_groups)
+    if theirs == ours:
+        return state
+    if source.kind == "resume" or network is None:
+        raise ValueError(
+            f"{source.path}'s optimizer state is for {theirs} parameters, this run trains {ours}: "
+            "model.config.trainable or model.config.lora differ from the run that wrote it; set them as it did, "
+            "or start a new job (another job.name) from it with checkpoint.load_path"
+        )
+    base = [(name, p) for name, p in network.named_parameters() if not is_lora_key(name)]
+    trainable = [i for i, (_, p) in enumerate(base) if p.requires_grad]
+    keep = trainable if theirs == len(base) and len(trainable) == ours else []
+    if keep:
+        log.info("optimizer moments of the %d trained weights from %s (it trained all %d)", ours, source.path, theirs)
+    else:
+        log.warning(
+            "%s's optimizer state is for %d parameters, this run trains %d: its moments are not used (they start "
+            "at zero); its hyper-parameters, schedule and iteration are",
+            source.path,
+            theirs,
+            ours,
+        )
+    groups = state["param_groups"]
+    return {
+        "state": {new: state["state"][old] for new, old in enumerate(keep) if old in state.get("state", {})},
+        "param_groups": [{**groups[0], "params": list(range(ours))}],
+    }
 
 
 def data_position(source: Source) -> int:

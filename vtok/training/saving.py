@@ -3,8 +3,10 @@
 Files are written atomically by a background thread from CPU copies (to a temporary name, flushed to the disk,
 then renamed; a killed save's temporary is removed at the next start), then `latest_checkpoint.txt` names the new
 file; `iter_N_{enc,dec,ema}.jit` are traced from the EMA weights on the CPU in that thread, so training goes on
-meanwhile. The next save, and the end of training, wait for it (and re-raise its error, if any). Reading a run
-back is resume.py's job (docs/design.md#resume-order).
+meanwhile. With LoRA the thread first merges the adapters into NVIDIA's weights (vtok.checkpoint.lora_file), so
+`iter_N.pt` and the jits hold plain networks, and writes the adapters alone as `iter_N_lora.safetensors`. The next
+save, and the end of training, wait for it (and re-raise its error, if any). Reading a run back is resume.py's job
+(docs/design.md#resume-order).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import torch
 from torch import nn
 
 from ..checkpoint.export import export_jit
+from ..checkpoint.lora_file import merge_adapters, write_lora_file
 from ..checkpoint.training_file import TrainingFile
 from ..config.schema import CheckpointConfig
 from ..io.atomic import atomic_path
 from ..io.errors import describe_save_error
+from ..networks.lora import LoRASettings
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +44,10 @@ class CheckpointSaveError(RuntimeError):
 
 # The only files keep_last ever deletes: a checkpoint and its jits, by vtok's exact names; and the temporaries
 # (io.atomic's names) a killed save leaves of them.
-SAVED_FILE = re.compile(r"^iter_(\d{9})(\.pt|_enc\.jit|_dec\.jit|_ema\.jit)$")
-SAVE_TEMPORARY = re.compile(r"^\.(iter_\d{9}(_enc|_dec|_ema)?|latest_checkpoint)\.tmp\d+\.(pt|jit|txt)$")
+SAVED_FILE = re.compile(r"^iter_(\d{9})(\.pt|_enc\.jit|_dec\.jit|_ema\.jit|_lora\.safetensors)$")
+SAVE_TEMPORARY = re.compile(
+    r"^\.(iter_\d{9}(_enc|_dec|_ema|_lora)?|latest_checkpoint)\.tmp\d+\.(pt|jit|txt|safetensors)$"
+)
 
 
 def save_durably(payload: dict[str, Any], path: Path) -> None:
@@ -65,6 +71,11 @@ def saved_iterations(folder: Path) -> dict[int, list[Path]]:
 
 def checkpoint_name(iteration: int) -> str:
     return f"iter_{iteration:09d}.pt"
+
+
+def lora_file_name(iteration: int) -> str:
+    """`iter_N_lora.safetensors`: the LoRA adapters of `iter_N.pt`, alone."""
+    return checkpoint_name(iteration)[:-3] + "_lora.safetensors"
 
 
 def jit_names(iteration: int) -> dict[str, str]:
@@ -98,10 +109,13 @@ class JitExport:
 class Checkpointer:
     """Rank 0's writer of `iter_N.pt` (+ jits) under `folder`, one save in flight at a time."""
 
-    def __init__(self, folder: Path, config: CheckpointConfig, jit: JitExport | None) -> None:
+    def __init__(
+        self, folder: Path, config: CheckpointConfig, jit: JitExport | None, lora: LoRASettings | None = None
+    ) -> None:
         self.folder = Path(folder)
         self.config = config
         self.jit = jit
+        self.lora = lora if lora is not None and lora.enabled else None
         self._thread: threading.Thread | None = None
         self._error: tuple[Path, BaseException] | None = None
         self._remove_stale_temporaries()
@@ -114,7 +128,8 @@ class Checkpointer:
                 stale.unlink(missing_ok=True)
 
     def save(self, file: TrainingFile) -> None:
-        """Write `file` (CPU tensors) as `iter_N.pt` and, from its EMA weights, the jits, in the background."""
+        """Write `file` (CPU tensors; with LoRA, unmerged) as `iter_N.pt` and, from its EMA weights, the jits, in
+        the background."""
         self.join()
         self._thread = threading.Thread(
             target=self._write, args=(file,), name=f"vtok-save-{file.iteration}", daemon=False
@@ -141,8 +156,12 @@ class Checkpointer:
         iteration = int(file.iteration or 0)
         path = self.folder / checkpoint_name(iteration)
         try:
+            if self.lora is not None:
+                file = merge_adapters(file, self.lora)
             with atomic_path(path) as tmp:
                 save_durably(file.to_payload(), tmp)
+            if file.lora:
+                write_lora_file(self.folder / lora_file_name(iteration), file.lora)
             with atomic_path(self.folder / LATEST_FILE) as tmp:
                 tmp.write_text(path.name + "\n")
             log.info("saved %s", path)
