@@ -1,4 +1,4 @@
-"""The trainer's command line: `[--] [--dryrun] experiment=NAME key=value ...`, parsed into a validated Config.
+"""The trainer's command line: `[--] [--dryrun] [--plan] experiment=NAME key=value ...`, parsed into a validated Config.
 
 NVIDIA's command puts `--` before the overrides and takes `--config=<file>`; both are accepted (the second is
 ignored with a note, since vtok's experiments are registered in code). `experiment=NAME` may come anywhere:
@@ -16,11 +16,12 @@ from .experiments import EXPERIMENTS, get_experiment
 from .overrides import apply_overrides, apply_values, flatten, format_value
 from .schema import Config
 
-USAGE = """usage: torchrun [torchrun options] -m vtok.train [--] [--dryrun] [experiment=NAME] [key=value ...]
+USAGE = """usage: torchrun [torchrun options] -m vtok.train [--] [--dryrun] [--plan] [experiment=NAME] [key=value ...]
 
   experiment=NAME   start from a named experiment (applied first wherever it appears)
   key=value         override one setting, e.g. trainer.max_iter=1000 optimizer.lr=5e-5 loss.perceptual.enabled=false
   --dryrun          print the resolved config and exit
+  --plan            print the predicted peak memory per GPU (per rank under torchrun) and exit; allocates nothing
   --help            this text
 
 experiments: {experiments}"""
@@ -34,6 +35,7 @@ class TrainFlags:
     """What the command line asked for besides the config."""
 
     dryrun: bool = False
+    plan: bool = False  # print the predicted peak memory per GPU and exit
     experiment: str | None = None
     overrides: tuple[str, ...] = ()  # the key=value overrides after the experiment, in order
     notes: tuple[str, ...] = ()  # one-line remarks for the log (e.g. an ignored NVIDIA flag)
@@ -50,7 +52,7 @@ def parse_train_args(argv: list[str]) -> tuple[Config, TrainFlags]:
     args = list(argv)
     if args[:1] == ["--"]:
         args = args[1:]
-    dryrun, experiment, overrides, notes = False, None, [], []
+    dryrun, plan, experiment, overrides, notes = False, False, None, [], []
     skip_next = False
     for i, arg in enumerate(args):
         if skip_next:
@@ -60,6 +62,8 @@ def parse_train_args(argv: list[str]) -> tuple[Config, TrainFlags]:
             raise SystemExit(0)
         elif arg == "--dryrun":
             dryrun = True
+        elif arg == "--plan":
+            plan = True
         elif arg == "--config" or arg.startswith("--config="):
             skip_next = arg == "--config" and i + 1 < len(args) and "=" not in args[i + 1]
             notes.append(NOTE_CONFIG_FLAG)
@@ -67,7 +71,7 @@ def parse_train_args(argv: list[str]) -> tuple[Config, TrainFlags]:
             continue
         elif arg.startswith("-"):
             raise ValueError(
-                f"unknown option {arg!r}: the trainer takes --dryrun, experiment=NAME and key=value "
+                f"unknown option {arg!r}: the trainer takes --dryrun, --plan, experiment=NAME and key=value "
                 "overrides (see --help)"
             )
         elif arg.partition("=")[0].strip() == "experiment":
@@ -81,7 +85,7 @@ def parse_train_args(argv: list[str]) -> tuple[Config, TrainFlags]:
     config = get_experiment(experiment) if experiment else Config()
     config = apply_overrides(config, overrides)
     config.validate()
-    return config, TrainFlags(dryrun, experiment, tuple(overrides), tuple(notes))
+    return config, TrainFlags(dryrun, plan, experiment, tuple(overrides), tuple(notes))
 
 
 def resolve_now(config: Config, when: datetime) -> Config:

@@ -83,6 +83,7 @@ class TrainerConfig:
     precision: Literal["auto", "bf16_autocast", "bf16_pure", "fp32"] = "auto"
     parallelism: Literal["ddp", "fsdp"] = "ddp"  # fsdp: FSDP2 fully_shard, sharding weights and optimizer state
     activation_checkpointing: bool = False
+    memory_budget_gb: float = 0.0  # GB per GPU: pick the cheapest memory settings that fit (docs/training.md); 0: off
     # channels_last_3d weights and activations (true), plain (false), or auto: CUDA channels_last_3d, CPU whichever
     # a timed step on this machine finds faster (measured once, cached); not with FSDP
     channels_last: bool | Literal["auto"] = "auto"
@@ -108,6 +109,8 @@ class TrainerConfig:
         ):
             if getattr(self, key) < 1:
                 _fail(f"trainer.{key}", f"must be at least 1, got {getattr(self, key)}")
+        if self.memory_budget_gb < 0:
+            _fail("trainer.memory_budget_gb", f"must be 0 (off) or a positive size in GB, got {self.memory_budget_gb}")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             _fail("trainer.clip_grad_norm", f"must be positive (null: no clipping), got {self.clip_grad_norm}")
 

@@ -6,6 +6,7 @@ exit codes; a Python user calls it directly with a Config from `vtok.config`.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,8 +16,12 @@ from ..config.arguments import resolve_now
 from ..config.schema import Config
 from .distributed import broadcast_object, close_distributed, init_distributed, is_peer_failure
 from .faults import StoppedWithoutSaving, last_complete_checkpoint
+from .memory_fit import apply_memory_budget
+from .memory_plan import planned_device_type
 from .resume import check_start
 from .trainer import Trainer
+
+log = logging.getLogger(__name__)
 
 
 class PeerLostError(RuntimeError):
@@ -42,15 +47,20 @@ def current_rank() -> int:
 def train(config: Config) -> TrainResult:
     """Train `config` (validated) to `trainer.max_iter`, resuming the job if it has checkpoints.
 
-    Raises ValueError, FileNotFoundError, KeyError (bad data, checkpoints or settings, in one line),
-    CheckpointSaveError, NonFiniteStepsError, PeerLostError, or StoppedWithoutSaving on a Ctrl-C that came before
-    the loop could save; the process group is always closed."""
+    With `trainer.memory_budget_gb`, the cheapest memory settings that fit are chosen first (training.memory_fit).
+    Raises ValueError (also when nothing fits the budget), FileNotFoundError, KeyError (bad data, checkpoints or
+    settings, in one line), CheckpointSaveError, NonFiniteStepsError, PeerLostError, or StoppedWithoutSaving on a
+    Ctrl-C that came before the loop could save; the process group is always closed."""
     check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    config, fit = apply_memory_budget(config, world_size, planned_device_type(config.trainer.device))  # may refuse
     info = init_distributed(config.trainer)
     trainer = None
     try:
         config = resolve_now(config, broadcast_object(datetime.now(), info))
         trainer = Trainer(config, info)
+        if fit is not None:
+            log.info("%s", fit.describe(config.trainer.memory_budget_gb))
         scalars = trainer.train()
         return TrainResult(trainer.folder, trainer.iteration, trainer.preempted, trainer.stop_signal or 0, scalars)
     except KeyboardInterrupt:  # before the loop, or a second Ctrl-C: nothing more was saved
