@@ -371,8 +371,11 @@ def test_release_table_names_known_models():
 
 # --- the command line, in a subprocess that finds the Hub through HF_ENDPOINT as a user's shell would ---
 
+# Ctrl-C reaches the child as it does from a terminal, even when the suite runs as a background job (whose
+# children start with SIGINT ignored, and would then ignore the test's Ctrl-C and hang on the stalled server).
 CLI = (
-    "import sys, vtok.cli.main as m, vtok.cli.download_checkpoints as d; "
+    "import signal, sys, vtok.cli.main as m, vtok.cli.download_checkpoints as d; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
     "m.COMMANDS += () if d in m.COMMANDS else (d,); sys.exit(m.main(sys.argv[1:]))"
 )
 
