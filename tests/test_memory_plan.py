@@ -8,11 +8,12 @@ from datetime import datetime
 
 import pytest
 import torch
+from test_loss_extras import TinyFlow
 from test_train import SMALL
 
 from vtok.cli.train import main as run
 from vtok.config import parse_train_args, resolve_now
-from vtok.networks.vgg import VGG16Features
+from vtok.networks.vgg import TAP_CHANNELS, VGG16Features
 from vtok.training.distributed import DistInfo
 from vtok.training.memory_fit import candidates, fit_memory, usable_bytes, with_knobs
 from vtok.training.memory_plan import GB, compose, estimate_memory, knobs_of
@@ -36,6 +37,26 @@ def vgg_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("vgg") / "vgg16.pth"
     torch.manual_seed(0)
     torch.save(VGG16Features().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def lpips_folder(tmp_path_factory):
+    """Random weights in LPIPS' two files (torchvision's vgg16 and lpips' heads)."""
+    torch.manual_seed(30)
+    folder = tmp_path_factory.mktemp("lpips")
+    torch.save(VGG16Features().state_dict(), folder / "vgg16.pth")
+    heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate(TAP_CHANNELS)}
+    torch.save(heads, folder / "vgg.pth")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def flow_file(tmp_path_factory):
+    """A small TorchScript flow network with RAFT's call signature (the planner runs it on fake inputs)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("flow") / "tiny_flow.jit"
+    torch.jit.script(TinyFlow().eval()).save(str(path))
     return path
 
 
@@ -75,10 +96,16 @@ def test_live_bytes_counts_storages_once_and_frees_them():
         shape(17, 48) + ["trainer.activation_checkpointing=true"],
         shape(17, 48) + [f"{PERCEPTUAL}.chunk_frames=4"],
         shape(9, 32) + ["dataloader_train.batch_size=2", "trainer.grad_accum_iter=2"],
+        shape(17, 48) + ["loss.adversarial.enabled=true", "loss.adversarial.discriminator=both"],
+        shape(9, 48) + ["loss.lpips.enabled=true", "loss.lpips.weights={lpips}"],
+        shape(9, 48) + ["loss.flow.enabled=true", "loss.flow.network={flow}", "loss.flow.dtype=float32"],
     ],
-    ids=["plain", "checkpointing", "perceptual-chunks", "accumulation"],
+    ids=["plain", "checkpointing", "perceptual-chunks", "accumulation", "adversarial", "lpips", "flow"],
 )
-def test_predicted_peak_is_within_15_percent_of_the_measured_cpu_peak(tmp_path, vgg_file, extra):
+def test_predicted_peak_is_within_15_percent_of_the_measured_cpu_peak(
+    tmp_path, vgg_file, lpips_folder, flow_file, extra
+):
+    extra = [e.format(lpips=lpips_folder, flow=flow_file) for e in extra]
     config = small_config(tmp_path, vgg_file, *extra)
     predicted = estimate_memory(config, 1, "cpu").peak
     torch.manual_seed(0)
@@ -154,6 +181,13 @@ def test_plan_prints_the_parts_and_the_peak_without_training(tmp_path, vgg_file,
     for part in ("parameters", "optimizer (AdamW)", "EMA (fp32)", "loss networks", "gradients", "activations"):
         assert part in out
     assert "peak per GPU" in out and not (tmp_path / "posttraining").exists()
+
+
+def test_plan_with_the_flow_term_but_no_flow_network_is_one_line(tmp_path, capsys):
+    args = SMALL + [f"job.output_root={tmp_path}", "trainer.device=cpu", "loss.flow.enabled=true"]
+    assert run(["--plan", *args, f"loss.flow.network={tmp_path / 'missing.jit'}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "flow" in err and "missing.jit" in err and "Traceback" not in err
 
 
 def test_frozen_parts_lora_and_the_discriminator_change_the_state(tmp_path, vgg_file):

@@ -4,6 +4,7 @@ resuming, DDP over gloo, loading NVIDIA-layout files, --dryrun and the saved con
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -398,3 +399,22 @@ def test_loaded_optimizer_state_follows_channels_last_parameters():
         p.grad = torch.empty_like(p).copy_(grads[1])
         o.step()
     torch.testing.assert_close(weight.detach(), reference.detach(), rtol=0, atol=0)
+
+
+def test_trainer_times_conv_kernels_on_the_cpu_and_conv3d_setting_turns_them_off(tmp_path, monkeypatch):
+    from vtok.networks.conv_kernels import kernel_convs
+    from vtok.training.conv_tuning import CACHE_FILE
+
+    monkeypatch.setenv("VTOK_CACHE_DIR", str(tmp_path / "cache"))
+    trainer = make_trainer(tmp_path, "auto", "trainer.channels_last=false")
+    log_text = (trainer.folder / "stdout.log").read_text()
+    assert "conv kernels:" in log_text and "shapes measured" in log_text
+    cache = json.loads((tmp_path / "cache" / CACHE_FILE).read_text())
+    (entries,) = [v for k, v in cache.items() if not k.startswith("steps ")]
+    assert entries and all(set(e["ms"]) >= {"conv3d"} for e in entries.values())
+    tables = {id(conv.kernels) for conv in kernel_convs(trainer.network)}
+    assert len(tables) == 1, "one table shared by every conv"
+
+    off = make_trainer(tmp_path, "off", "trainer.channels_last=false", "trainer.conv_kernels=conv3d")
+    assert all(conv.kernels is None for conv in kernel_convs(off.network))
+    assert "Conv3d everywhere (trainer.conv_kernels)" in (off.folder / "stdout.log").read_text()

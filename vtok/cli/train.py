@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if flags.plan:  # for the GPU unless trainer.device=cpu; per rank of WORLD_SIZE (torchrun's) or one
         device_type = "cpu" if config.trainer.device == "cpu" else "cuda"
-        print(plan_report(config, int(os.environ.get("WORLD_SIZE", "1")), device_type))
+        try:
+            print(plan_report(config, int(os.environ.get("WORLD_SIZE", "1")), device_type))
+        except ONE_LINE_ERRORS as err:  # e.g. the flow term's network file is missing
+            print(f"{PROG}: error: {str(err).strip(chr(39))}", file=sys.stderr)
+            return 1
         return 0
     try:  # an unwritable job folder, a missing or unreadable starting checkpoint: before any process group or folder
         check_start(resolve_now(config, datetime.now()).job.folder() / "checkpoints", config.checkpoint)

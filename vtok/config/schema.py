@@ -87,6 +87,9 @@ class TrainerConfig:
     # channels_last_3d weights and activations (true), plain (false), or auto: CUDA channels_last_3d, CPU whichever
     # a timed step on this machine finds faster (measured once, cached); not with FSDP
     channels_last: bool | Literal["auto"] = "auto"
+    # auto: on a CPU, time each conv shape's equivalent kernels (Conv3d, Conv2d over frames, ...) once per machine
+    # (cached) and run the fastest; conv3d: PyTorch's Conv3d everywhere (always on CUDA)
+    conv_kernels: Literal["auto", "conv3d"] = "auto"
     compile: bool = False  # torch.compile the network (ignored on CPU)
     collective_timeout_s: int = 1800  # process-group timeout
     max_nonfinite_steps: int = 10  # stop after this many optimizer steps in a row with a non-finite gradient norm

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .common import swish
+from .conv_kernels import KernelConv3d
 from .memory_format import memory_format_of
 
 
@@ -50,7 +51,7 @@ class CausalConv3d(nn.Module):
         if k_h % 2 == 0 or k_w % 2 == 0:
             raise ValueError("spatial kernel sizes must be odd")
         self.time_pad = (k_t - 1) + (1 - time_stride)
-        self.conv3d = nn.Conv3d(
+        self.conv3d = KernelConv3d(
             chan_in, chan_out, (k_t, k_h, k_w), stride=(time_stride, stride, stride), padding=(0, padding, padding)
         )
 

@@ -20,13 +20,16 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ..config.schema import Config
 from ..data.config import LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
-from ..losses.adversarial import build_adversarial
+from ..losses.adversarial import Adversarial, build_adversarial
 from ..losses.consistency import VideoConsistencyLoss
+from ..losses.flow import FlowLoss, find_flow_network, load_flow_network
+from ..losses.lpips_term import LPIPSLoss
 from ..losses.perceptual import PerceptualLoss
 from ..losses.schedules import WeightSchedule
 from ..losses.tokenizer_loss import ColorLoss, KLLoss, TokenizerLoss
+from ..metrics.lpips import LPIPS
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
-from ..networks.trainable import apply_trainable
+from ..networks.trainable import apply_trainable, last_layer_weight
 from ..networks.vgg import VGG16Features
 from .memory_tracker import LiveBytes
 from .recompute import BLOCKS, recompute_blocks
@@ -117,7 +120,27 @@ def _planning_loss(config: Config, knobs: StepKnobs) -> TokenizerLoss:
             c.latent_weight,
         )
     kl = KLLoss(WeightSchedule.constant(1.0)) if config.network.formulation == "VAE" else None
-    return TokenizerLoss(ColorLoss(WeightSchedule.constant(1.0)), perceptual, kl, None, consistency)
+    lpips = None
+    if terms.lpips.needed:
+        lpips = LPIPSLoss(
+            LPIPS(), WeightSchedule.constant(1.0), terms.lpips.chunk_frames, getattr(torch, terms.lpips.dtype)
+        )
+    return TokenizerLoss(ColorLoss(WeightSchedule.constant(1.0)), perceptual, kl, None, consistency, lpips)
+
+
+def _planning_flow(config: Config) -> FlowLoss | None:
+    """The flow term with the user's TorchScript network, loaded for real (its architecture is only in the file;
+    FileNotFoundError when it is missing, as the trainer would raise): it runs on fake inputs like the rest."""
+    settings = config.model.config.loss.to_loss_config().flow
+    if not settings.needed:
+        return None
+    return FlowLoss(
+        load_flow_network(find_flow_network(settings.network)),
+        WeightSchedule.constant(1.0),
+        settings.scale,
+        getattr(torch, settings.dtype),
+        settings.checkpoint_activations,
+    )
 
 
 def _fp32_group_norm(module: nn.Module, args: tuple) -> tuple:
@@ -146,6 +169,8 @@ def to_fake(module: nn.Module) -> nn.Module:
     """Replace each meta-device parameter and buffer of `module` by a fake CPU tensor of its shape, dtype and
     layout (in place): modules are built and cast on the meta device, where `.to()` works, then run fake."""
     for child in module.modules():
+        if isinstance(child, torch.jit.ScriptModule):  # a loaded flow network: real weights, fake inputs
+            continue
         for name, param in child._parameters.items():
             if param is not None:
                 fake = torch.empty_strided(param.shape, param.stride(), dtype=param.dtype, device="cpu")
@@ -156,12 +181,16 @@ def to_fake(module: nn.Module) -> nn.Module:
     return module
 
 
-def build_planning_modules(config: Config, knobs: StepKnobs) -> tuple[Tokenizer, TokenizerLoss]:
-    """The tokenizer (trainable parts, checkpointing, dtype as the trainer sets them) and the loss, on meta."""
+def build_planning_modules(config: Config, knobs: StepKnobs) -> tuple[Tokenizer, TokenizerLoss, Adversarial | None]:
+    """The tokenizer (trainable parts, checkpointing, dtype as the trainer sets them), the loss and the
+    adversarial stage's discriminator(s) when it is on, on meta."""
+    settings = config.model.config.loss.config.adversarial.config
     with torch.device("meta"):
         network = tokenizer_from_config(config.network, config.model.config.network_name)
         prepare_network(network, config)
         loss = _planning_loss(config, knobs)
+        adversarial = build_adversarial(settings) if settings.enabled else None
+    loss.flow = _planning_flow(config)
     if knobs.activation_checkpointing:
         recompute_blocks(network)
     if knobs.precision == "bf16_pure":
@@ -170,7 +199,7 @@ def build_planning_modules(config: Config, knobs: StepKnobs) -> tuple[Tokenizer,
         for module in network.modules():
             if isinstance(module, nn.GroupNorm):
                 module.register_forward_pre_hook(_fp32_group_norm)
-    return network, loss
+    return network, loss, adversarial
 
 
 _MEASURED: dict[tuple[str, StepKnobs], StepMemory] = {}  # a result depends only on the config and the knobs
@@ -189,7 +218,7 @@ def measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
 
 
 def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
-    network, loss = build_planning_modules(config, knobs)
+    network, loss, adversarial = build_planning_modules(config, knobs)
     params = [p for p in network.parameters() if p.requires_grad]
     counts = ParameterCounts(
         total=sum(p.numel() for p in network.parameters()),
@@ -198,14 +227,18 @@ def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
     )
     loss_bytes = sum(t.nbytes for t in [*loss.parameters(), *loss.buffers()])
     largest_block, outside = _block_bytes(network)
-    with FakeTensorMode(), ExitStack() as stack:
+    with FakeTensorMode(allow_non_fake_inputs=loss.flow is not None), ExitStack() as stack:
         to_fake(network)
         to_fake(loss)
+        extra = [] if adversarial is None else [*to_fake(adversarial).parameters(), *adversarial.buffers()]
         params = [p for p in network.parameters() if p.requires_grad]
         tracker = LiveBytes()
-        tracker.ignore([*network.parameters(), *network.buffers(), *loss.parameters(), *loss.buffers()])
+        tracker.ignore([*network.parameters(), *network.buffers(), *loss.parameters(), *loss.buffers(), *extra])
         for p in params:
             stack.enter_context(_grad_marking(p, tracker))
+        if adversarial is not None:  # its gradients are the plan's state: dropped as they appear
+            for p in adversarial.parameters():
+                stack.enter_context(_grad_dropping(p))
         with tracker:
             frames = config.dataloader_train.dataset.num_video_frames
             height, width = largest_crop(config.dataloader_train)
@@ -213,9 +246,13 @@ def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
             with _autocast(knobs.precision):
                 inputs = loss.network_input(x)
                 output = network(inputs.to(torch.bfloat16) if knobs.precision == "bf16_pure" else inputs)
-            _, total = loss(x, output, 0)
+            losses, total = loss(x, output, 0)
+            if adversarial is not None:
+                total = total + _generator_term(adversarial, network, output.reconstructions, losses, knobs)
             total.backward()
-            del x, inputs, output, total
+            if adversarial is not None:
+                _discriminator_backward(adversarial, inputs, output.reconstructions, knobs)
+            del x, inputs, output, total, losses
             grad_bytes = sum(p.grad.nbytes for p in params if p.grad is not None)
             for p in params:
                 p.grad = None
@@ -231,6 +268,39 @@ def _measure_step(config: Config, knobs: StepKnobs) -> StepMemory:
         unsharded_root_bytes=outside,
         discriminator_parameters=discriminator_parameters(config),
     )
+
+
+def _discriminator_precision(knobs: StepKnobs) -> torch.autocast:
+    """The trainer's discriminator context: bf16 autocast in both bf16 modes, fp32 otherwise."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=knobs.precision != "fp32")
+
+
+def _generator_term(
+    adversarial: Adversarial, network: Tokenizer, fake: torch.Tensor, losses: dict, knobs: StepKnobs
+) -> torch.Tensor:
+    """The adversarial generator loss as the trainer adds it: the frozen discriminator on the reconstructions,
+    with the adaptive weight's two gradients at the decoder's last layer."""
+    rec_loss = torch.stack([v for k, v in losses.items() if k != "kl"]).sum()
+    last = last_layer_weight(network) if adversarial.use_adaptive_weight else None
+    with _discriminator_precision(knobs):
+        return adversarial.generator_term(fake, rec_loss, last)[0]
+
+
+def _discriminator_backward(adversarial: Adversarial, real: torch.Tensor, fake: torch.Tensor, knobs: StepKnobs) -> None:
+    """The discriminator's loss on real and detached reconstructed clips, backpropagated (after the generator's
+    backward, with the network's gradients and the reconstructions still alive, as in the trainer)."""
+    with _discriminator_precision(knobs):
+        d_loss, _ = adversarial.discriminator_step(real, fake.detach())
+    d_loss.backward()
+
+
+@contextmanager
+def _grad_dropping(param: torch.Tensor) -> Iterator[None]:
+    handle = param.register_post_accumulate_grad_hook(lambda p: setattr(p, "grad", None))
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from ..networks.config import overrides_of
 from ..networks.lora import lora_parameter_count
 from ..networks.tokenizer import Tokenizer, tokenizer_from_config
 from ..networks.trainable import apply_trainable, last_layer_weight
+from .conv_tuning import choose_kernels
 from .data_stream import training_batches, validation_batches
 from .distributed import DistInfo, all_reduce_sum, barrier, mean_over_ranks, no_sync, wrap_data_parallel
 from .ema import EMA
@@ -207,12 +208,15 @@ class Trainer:
         seed_everything(trainer.seed + self.info.rank)
         if trainer.activation_checkpointing:
             log.info("activation checkpointing on %d blocks", recompute_blocks(self.network))
+        shape = training_clip_shape(config.dataloader_train)
+        autocast = precision == "bf16_autocast"
         if trainer.channels_last and not self.fsdp:
-            shape = training_clip_shape(config.dataloader_train)
-            autocast = precision == "bf16_autocast"
             choose_layout(
                 trainer.channels_last, self.network, config.network.to_dict(), shape, self.device, self.info, autocast
             )
+        choose_kernels(
+            trainer.conv_kernels, self.network, config.network.to_dict(), shape, self.device, self.info, autocast
+        )
         if self.fsdp:
             shard(self.network)
             if self.ema is not None:
