@@ -44,7 +44,7 @@ def frames_conv2d_channels_last(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tenso
 
 
 def time_conv2d(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
-    """A (k,1,1) or 1x1x1 conv as a Conv2d with a (k,1) kernel over the [T, H*W] image (a view of x)."""
+    """A (k,1,1) or 1x1x1 conv as a Conv2d with a (k,1) kernel over the [T, H*W] image (a view of a contiguous x)."""
     b, c, t, h, w = x.shape
     y = F.conv2d(x.reshape(b, c, t, h * w), conv.weight.squeeze(-1), conv.bias, (conv.stride[0], 1))
     return y.reshape(b, y.shape[1], y.shape[2], h, w)
