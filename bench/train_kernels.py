@@ -3,7 +3,8 @@ plain fp32 contiguous Conv3d step measured in the same run.
 
 Each variant is one setting of the two measured choices: layout (contiguous or channels_last_3d) and conv kernels
 (Conv3d everywhere, or the per-shape table `trainer.conv_kernels=auto` builds, tuned here from an empty cache so
-its one-time cost is reported too). Steps of all variants are interleaved round by round, so drift in the
+its one-time cost is reported too; applied without the trainer's whole-step check, which would drop a table
+that is not faster). Steps of all variants are interleaved round by round, so drift in the
 machine's speed hits them alike; the median per variant is reported, with its ratio to the plain step.
 `--compile` adds torch.compile of the plain step (its compile time is reported, then its steps).
 

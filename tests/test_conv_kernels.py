@@ -17,6 +17,7 @@ from vtok.networks import conv_kernels
 from vtok.networks.conv_kernels import KERNELS, KernelConv3d, candidates, set_kernel_table, signature
 from vtok.networks.layers3d import CausalConv3d
 from vtok.networks.lora import LoRASettings, add_lora
+from vtok.training import conv_tuning
 from vtok.training.conv_tuning import (
     CACHE_FILE,
     choose_kernel,
@@ -26,6 +27,7 @@ from vtok.training.conv_tuning import (
     tune_kernels,
 )
 from vtok.training.distributed import DistInfo
+from vtok.training.layout import network_input_shape
 
 GEOMETRIES = {  # name: (kernel, stride, padding, input [T, H, W])
     "spatial": ((1, 3, 3), (1, 1, 1), (0, 1, 1), (3, 8, 10)),
@@ -156,6 +158,28 @@ def test_timings_are_cached_per_signature_and_a_stored_answer_is_used(tmp_path):
     assert len(entries) == 2 and "frames_conv2d" in [e["kernel"] for e in entries.values()]
 
 
+def count_kernel_calls(monkeypatch) -> dict[str, int]:
+    """Wrap every alternative kernel so a test can see that it ran (the wrapped kernel is the real one)."""
+    calls = dict.fromkeys(KERNELS, 0)
+    for name, kernel in list(KERNELS.items()):
+
+        def counted(conv, x, name=name, kernel=kernel):
+            calls[name] += 1
+            return kernel(conv, x)
+
+        monkeypatch.setitem(KERNELS, name, counted)
+    return calls
+
+
+def prefer_2d_kernels(monkeypatch) -> None:
+    """Deterministic kernel timings in which every 2D kernel beats Conv3d (for tests of what follows a timing)."""
+
+    def fake_timings(names, conv, sig):
+        return {name: 1.0 if name == "conv3d" else 0.5 + 0.01 * i for i, name in enumerate(names)}
+
+    monkeypatch.setattr(conv_tuning, "time_kernels", fake_timings)
+
+
 def test_a_tuned_network_trains_like_the_plain_one_and_saves_the_same_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("VTOK_CACHE_DIR", str(tmp_path))
     shape = (1, 3, 9, 32, 32)
@@ -165,16 +189,18 @@ def test_a_tuned_network_trains_like_the_plain_one_and_saves_the_same_keys(tmp_p
     set_kernel_table(tuned, forced)  # every tunable conv on an alternative kernel, whatever won the timing
     assert isinstance(table, dict) and any(name != "conv3d" for name in forced.values())
     x = torch.rand(shape) * 2 - 1
+    calls = count_kernel_calls(monkeypatch)
     for network in (plain, tuned):
         torch.manual_seed(3)
         (network(x).reconstructions - x).abs().mean().backward()
+    assert calls["frames_conv2d_channels_last"] > 0 and calls["time_conv2d"] > 0
     grads = {n: p.grad for n, p in plain.named_parameters()}
     for name, p in tuned.named_parameters():
         torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5, msg=name)
     assert list(tuned.state_dict()) == list(plain.state_dict())
 
 
-def test_lora_hooks_still_apply_on_a_tuned_conv():
+def test_lora_hooks_still_apply_on_a_tuned_conv(monkeypatch):
     network = small_tokenizer("CV4x8x8-360p").eval()
     add_lora(network, LoRASettings(rank=2, alpha=2.0, targets=("decoder",)))
     for p in network.parameters():
@@ -184,7 +210,9 @@ def test_lora_hooks_still_apply_on_a_tuned_conv():
     expected = network(x).reconstructions
     forced = {sig: candidates(conv)[-1] for sig, conv in collect_signatures(network, SHAPE, False).items()}
     set_kernel_table(network, forced)
+    calls = count_kernel_calls(monkeypatch)
     torch.testing.assert_close(network(x).reconstructions, expected, rtol=1e-4, atol=1e-5)
+    assert calls["frames_conv2d_channels_last"] > 0
 
 
 def test_explicit_conv3d_and_cuda_set_no_table(tmp_path, monkeypatch):
@@ -198,26 +226,53 @@ def test_explicit_conv3d_and_cuda_set_no_table(tmp_path, monkeypatch):
 
 def test_the_table_is_kept_only_when_a_whole_step_is_faster_and_that_verdict_is_cached(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("VTOK_CACHE_DIR", str(tmp_path))
+    prefer_2d_kernels(monkeypatch)  # a non-empty table, whatever this machine's convs time at
     network = small_tokenizer("CV4x8x8-360p").train()
     config = network.config.to_dict()
     table, _, _ = tune_kernels(network, SHAPE, False, tmp_path / CACHE_FILE)
-    forced = table or {next(iter(collect_signatures(network, SHAPE, False))): "conv3d"}
-    use, how = step_check(network, config, SHAPE, False, forced, tmp_path / CACHE_FILE)
-    assert all(conv.kernels is not None for conv in conv_kernels.kernel_convs(network)), "left as timed last"
+    assert table and set(table.values()) <= {"frames_conv2d", "time_conv2d"}
+    rng = torch.get_rng_state()
+    use, how = step_check(network, config, SHAPE, False, table, tmp_path / CACHE_FILE)
+    assert torch.equal(torch.get_rng_state(), rng), "the timed steps leave the run's random stream as it was"
     cache = json.loads((tmp_path / CACHE_FILE).read_text())
     (step_key,) = [k for k in cache if k.startswith("steps ")]
     seconds = cache[step_key]["seconds"]
     assert cache[step_key]["use_table"] == use == (seconds["table"] < 0.97 * seconds["conv3d"]) and "step" in how
 
-    cache[step_key]["use_table"] = False  # a stored verdict wins: no table, whatever the conv timings say
-    (tmp_path / CACHE_FILE).write_text(json.dumps(cache))
-    with caplog.at_level("INFO", logger="vtok.training.conv_tuning"):
-        chosen = choose_kernels("auto", network, config, SHAPE, torch.device("cpu"), DistInfo(), False)
-    if table:
-        assert chosen == {} and "step check cached" in caplog.text
-    assert (
-        all(not conv.kernels for conv in conv_kernels.kernel_convs(network)) and "Conv3d for every shape" in caplog.text
+    for verdict in (False, True):  # a stored verdict wins over what the step would time now
+        cache[step_key]["use_table"] = verdict
+        (tmp_path / CACHE_FILE).write_text(json.dumps(cache))
+        caplog.clear()
+        with caplog.at_level("INFO", logger="vtok.training.conv_tuning"):
+            chosen = choose_kernels("auto", network, config, SHAPE, torch.device("cpu"), DistInfo(), False)
+        assert chosen == (table if verdict else {}) and "step check cached" in caplog.text
+        assert all(conv.kernels == chosen for conv in conv_kernels.kernel_convs(network))
+    other = choose_kernels(
+        "auto", network, {**config, "activation_checkpointing": True}, SHAPE, torch.device("cpu"), DistInfo(), False
     )
+    assert (
+        isinstance(other, dict)
+        and len([k for k in json.loads((tmp_path / CACHE_FILE).read_text()) if k.startswith("steps ")]) == 2
+    ), "another setup: its own step check"
+
+
+def test_bf16_pure_and_frozen_weights_are_their_own_cases(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("VTOK_CACHE_DIR", str(tmp_path))
+    network = small_tokenizer("CV4x8x8-360p").train()
+    with caplog.at_level("INFO", logger="vtok.training.conv_tuning"):
+        assert (
+            choose_kernels("auto", network, {}, SHAPE, torch.device("cpu"), DistInfo(), False, skip="bf16_pure") == {}
+        )
+    assert "Conv3d everywhere (bf16_pure)" in caplog.text and not (tmp_path / CACHE_FILE).exists()
+    conv, x = conv_and_input("spatial", torch.contiguous_format)
+    trained = signature(conv, x)
+    conv.weight.requires_grad_(False)
+    assert signature(conv, x) != trained and not signature(conv, x).weight_grad
+
+
+def test_the_network_input_shape_follows_the_consistency_windows():
+    assert network_input_shape((2, 3, 33, 64, 96)) == (2, 3, 33, 64, 96)
+    assert network_input_shape((2, 3, 33, 64, 96), 17, 8) == (6, 3, 17, 64, 96)  # windows at 0, 8, 16
 
 
 def test_the_benchmark_runs_and_prints_every_variant_against_the_plain_step():

@@ -79,23 +79,31 @@ class Signature(NamedTuple):
     strides: tuple[int, ...]  # the layout: contiguous, channels_last_3d, or frames-major from a 2D kernel
     dtype: str
     weight_shape: tuple[int, ...]
+    weight_strides: tuple[int, ...]  # the weights' layout (the network's memory format)
+    weight_grad: bool  # frozen weights (decoder-only, LoRA) need no weight gradient
     stride: tuple[int, ...]
     padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
     bias: bool
     grad: bool
     autocast: bool
     device: str
 
 
-def signature(conv: nn.Conv3d, x: torch.Tensor) -> Signature:
-    """The signature of `conv` called on `x` now."""
+def signature(conv: nn.Conv3d, x: torch.Tensor, weight_grad: bool | None = None) -> Signature:
+    """The signature of `conv` called on `x` now (`weight_grad`: whether its weight trains, if not as it is now)."""
     return Signature(
         tuple(x.shape),
         tuple(x.stride()),
         str(x.dtype).removeprefix("torch."),
         tuple(conv.weight.shape),
+        tuple(conv.weight.stride()),
+        conv.weight.requires_grad if weight_grad is None else weight_grad,
         conv.stride,
         conv.padding,
+        conv.dilation,
+        conv.groups,
         conv.bias is not None,
         torch.is_grad_enabled(),
         torch.is_autocast_enabled(x.device.type),
@@ -118,6 +126,7 @@ class KernelConv3d(nn.Conv3d):
 
 
 def kernel_convs(network: nn.Module) -> list[KernelConv3d]:
+    """The network's KernelConv3d modules, in module order."""
     return [m for m in network.modules() if isinstance(m, KernelConv3d)]
 
 

@@ -51,10 +51,11 @@ def collect_signatures(network: nn.Module, shape: tuple[int, ...], autocast: boo
     found: dict[Signature, KernelConv3d] = {}
 
     def record(conv: KernelConv3d, args: tuple) -> None:
-        found.setdefault(conv_signature(conv, args[0]), conv)
+        found.setdefault(conv_signature(conv, args[0], weight_grad=trains[id(conv.weight)]), conv)
 
     hooks = [conv.register_forward_pre_hook(record) for conv in kernel_convs(network)]
     flags = [(p, p.requires_grad) for p in network.parameters()]
+    trains = {id(p): flag for p, flag in flags}
     layout = next((memory_format_of(p) for p, _ in flags if p.dim() == 5), torch.contiguous_format)
     device = flags[0][0].device
     try:
@@ -91,6 +92,7 @@ def time_kernels(names: list[str], conv: KernelConv3d, sig: Signature) -> dict[s
     probe = nn.Conv3d(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
     ).to(device=sig.device, dtype=conv.weight.dtype, memory_format=memory_format_of(conv.weight))
+    probe.weight.requires_grad_(sig.weight_grad)
     x = torch.empty_strided(sig.shape, sig.strides, dtype=getattr(torch, sig.dtype), device=sig.device)
     x = x.normal_().requires_grad_()
 
@@ -155,6 +157,8 @@ def tune_kernels(network: nn.Module, shape: tuple[int, ...], autocast: bool, pat
                     decided[sig] = choose_kernel(seconds)
                     ms = {n: t * 1e3 for n, t in seconds.items()}  # unrounded: the choice reads back
                     measured[repr(sig)] = {"kernel": decided[sig], "ms": ms}
+        else:
+            log.warning("conv kernels: still new shapes after %d passes; those run Conv3d", MAX_PASSES)
     set_kernel_table(network, None)
     if measured:
         write_cache(path, key, measured)
@@ -174,7 +178,7 @@ def step_check(
     entry = read_cache(path).get(key)
     if isinstance(entry, dict) and isinstance(entry.get("use_table"), bool):
         return entry["use_table"], f"step check cached in {path}"
-    x = torch.rand(shape, device=next(network.parameters()).device).mul_(2).sub_(1).contiguous(memory_format=layout)
+    device = next(network.parameters()).device
 
     def run(chosen: dict | None) -> Callable[[], None]:
         def step() -> None:
@@ -187,7 +191,8 @@ def step_check(
 
         return step
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # the run's own random stream is left as it was
+        x = torch.rand(shape, device=device).mul_(2).sub_(1).contiguous(memory_format=layout)
         seconds = fastest_of({"conv3d": run(None), "table": run(table)}, STEP_REPEATS)
     use_table = seconds["table"] < MARGIN * seconds["conv3d"]
     write_cache(path, key, {"use_table": use_table, "seconds": seconds, "shape": list(shape)})
@@ -202,12 +207,16 @@ def choose_kernels(
     device: torch.device,
     info: DistInfo,
     autocast: bool,
+    skip: str = "",
 ) -> dict[Signature, str]:
     """Set the network's kernel table as `trainer.conv_kernels` asks ("auto": see the module docstring; "conv3d":
-    none), log what was chosen, and return the table."""
-    if setting != "auto" or device.type != "cpu":
+    none), log what was chosen, and return the table. `network_config` is everything else the step check's
+    verdict depends on (network, precision, checkpointing); `skip`: a reason to run Conv3d anyway (bf16_pure:
+    the network is cast to bf16 after this, so signatures timed now would never match)."""
+    reason = "trainer.conv_kernels" if setting != "auto" else device.type if device.type != "cpu" else skip
+    if reason:
         set_kernel_table(network, None)
-        log.info("conv kernels: Conv3d everywhere (%s)", "trainer.conv_kernels" if setting != "auto" else device.type)
+        log.info("conv kernels: Conv3d everywhere (%s)", reason)
         return {}
     path = cache_dir() / CACHE_FILE
     result = None

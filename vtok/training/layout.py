@@ -118,6 +118,16 @@ def training_clip_shape(loader: LoaderConfig) -> tuple[int, int, int, int, int]:
     return (loader.batch_size, 3, dataset.num_video_frames, height, width)
 
 
+def network_input_shape(clip: tuple[int, ...], consistency_frames: int = 0, consistency_step: int = 0) -> tuple:
+    """The shape the network sees for a training clip: the clip, or its overlapping windows stacked in the batch
+    when the video-consistency term is on (`consistency_frames` > 0), as `TokenizerLoss.network_input` does."""
+    if consistency_frames <= 0:
+        return tuple(clip)
+    b, c, t, h, w = clip
+    windows = (t - consistency_frames) // consistency_step + 1
+    return (b * windows, c, consistency_frames, h, w)
+
+
 def choose_layout(
     setting: bool | str,
     network: nn.Module,

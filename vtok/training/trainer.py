@@ -51,7 +51,7 @@ from .data_stream import training_batches, validation_batches
 from .distributed import DistInfo, all_reduce_sum, barrier, mean_over_ranks, no_sync, wrap_data_parallel
 from .ema import EMA
 from .faults import NonFiniteGuard, StopOnSignal
-from .layout import choose_layout, training_clip_shape
+from .layout import choose_layout, network_input_shape, training_clip_shape
 from .optim import (
     adapt_scheduler_state,
     build_optimizer,
@@ -208,14 +208,27 @@ class Trainer:
         seed_everything(trainer.seed + self.info.rank)
         if trainer.activation_checkpointing:
             log.info("activation checkpointing on %d blocks", recompute_blocks(self.network))
-        shape = training_clip_shape(config.dataloader_train)
+        consistency = config.model.config.loss.to_loss_config().video_consistency
+        shape = network_input_shape(
+            training_clip_shape(config.dataloader_train),
+            consistency.num_frames if consistency.enabled else 0,
+            consistency.step,
+        )
         autocast = precision == "bf16_autocast"
         if trainer.channels_last and not self.fsdp:
             choose_layout(
                 trainer.channels_last, self.network, config.network.to_dict(), shape, self.device, self.info, autocast
             )
+        setup = {"precision": precision, "activation_checkpointing": trainer.activation_checkpointing}
         choose_kernels(
-            trainer.conv_kernels, self.network, config.network.to_dict(), shape, self.device, self.info, autocast
+            trainer.conv_kernels,
+            self.network,
+            {**config.network.to_dict(), **setup},
+            shape,
+            self.device,
+            self.info,
+            autocast,
+            skip="bf16_pure" if precision == "bf16_pure" else "",
         )
         if self.fsdp:
             shard(self.network)
