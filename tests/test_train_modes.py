@@ -480,6 +480,7 @@ def test_mode_settings_fail_naming_the_key(overrides: list[str], message: str, t
 
 
 DISTRIBUTED = (
+    "trainer.conv_kernels=conv3d",  # one kernel everywhere: a tuned table differs with the thread count and batch
     "trainer.max_iter=2",
     "checkpoint.save_iter=2",
     "trainer.grad_accum_iter=2",
