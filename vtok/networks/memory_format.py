@@ -19,6 +19,11 @@ def memory_format_of(t: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
+def network_memory_format(module: nn.Module) -> torch.memory_format:
+    """The layout `module`'s 5D weights are stored in (contiguous when it has none); its inputs follow it."""
+    return next((memory_format_of(p) for p in module.parameters() if p.dim() == 5), torch.contiguous_format)
+
+
 def default_memory_format(is_video: bool, device: torch.device) -> torch.memory_format:
     """The fastest layout for inference: channels_last_3d for video models on CPU and CUDA."""
     return torch.channels_last_3d if is_video and device.type in ("cpu", "cuda") else torch.contiguous_format

@@ -23,12 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..io.atomic import atomic_path
 from ..networks.conv_kernels import KERNELS, KernelConv3d, Signature, candidates, kernel_convs, set_kernel_table
 from ..networks.conv_kernels import signature as conv_signature
-from ..networks.memory_format import memory_format_of
+from ..networks.memory_format import memory_format_of, network_memory_format
 from .distributed import DistInfo, broadcast_object
-from .layout import cache_dir, cpu_name, layout_key, read_cache
+from .layout import cache_dir, cpu_name, layout_key, read_cache, update_cache
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def collect_signatures(network: nn.Module, shape: tuple[int, ...], autocast: boo
     hooks = [conv.register_forward_pre_hook(record) for conv in kernel_convs(network)]
     flags = [(p, p.requires_grad) for p in network.parameters()]
     trains = {id(p): flag for p, flag in flags}
-    layout = next((memory_format_of(p) for p, _ in flags if p.dim() == 5), torch.contiguous_format)
+    layout = network_memory_format(network)
     device = flags[0][0].device
     try:
         for p, _ in flags:
@@ -117,18 +116,6 @@ def choose_kernel(seconds: dict[str, float]) -> str:
     return best if seconds[best] < MARGIN * seconds["conv3d"] else "conv3d"
 
 
-def write_cache(path: Path, key: str, entries: dict[str, Any]) -> None:
-    """Merge `entries` into the cache's section `key` (atomically; a failure only costs a measurement next time)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        cache = read_cache(path)
-        cache[key] = {**(cache.get(key) if isinstance(cache.get(key), dict) else {}), **entries}
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
-    except OSError as err:
-        log.warning("could not cache the conv kernel timings in %s (%s); the next run measures again", path, err)
-
-
 def tune_kernels(network: nn.Module, shape: tuple[int, ...], autocast: bool, path: Path) -> tuple[dict, int, int]:
     """(table of the signatures where another kernel beat Conv3d, signatures measured now, signatures read from the
     cache at `path`). A 2D kernel hands the next conv a frames-major input, a signature of its own, so the table
@@ -161,7 +148,7 @@ def tune_kernels(network: nn.Module, shape: tuple[int, ...], autocast: bool, pat
             log.warning("conv kernels: still new shapes after %d passes; those run Conv3d", MAX_PASSES)
     set_kernel_table(network, None)
     if measured:
-        write_cache(path, key, measured)
+        update_cache(path, key, lambda old: {**(old if isinstance(old, dict) else {}), **measured}, "conv timings")
     return {sig: name for sig, name in decided.items() if name != "conv3d"}, len(measured), cached
 
 
@@ -171,7 +158,7 @@ def step_check(
     """(whether a training step with `table` beats Conv3d everywhere by MARGIN, how that was decided): timed once
     per machine, network, shape and precision (STEP_REPEATS interleaved steps each after a warm-up), then read
     from the cache."""
-    layout = next((memory_format_of(p) for p in network.parameters() if p.dim() == 5), torch.contiguous_format)
+    layout = network_memory_format(network)
     trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)  # frozen parts: less backward
     what = json.dumps([str(layout), trainable, sorted(map(repr, table.items()))])
     key = f"steps {layout_key(network_config, shape, autocast)} {hashlib.sha256(what.encode()).hexdigest()[:12]}"
@@ -195,7 +182,8 @@ def step_check(
         x = torch.rand(shape, device=device).mul_(2).sub_(1).contiguous(memory_format=layout)
         seconds = fastest_of({"conv3d": run(None), "table": run(table)}, STEP_REPEATS)
     use_table = seconds["table"] < MARGIN * seconds["conv3d"]
-    write_cache(path, key, {"use_table": use_table, "seconds": seconds, "shape": list(shape)})
+    verdict = {"use_table": use_table, "seconds": seconds, "shape": list(shape)}
+    update_cache(path, key, lambda _: verdict, "the conv kernel verdict")
     return use_table, f"step {seconds['table']:.3g} s with the table, {seconds['conv3d']:.3g} s with Conv3d"
 
 

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +101,22 @@ def cached_choice(
     seconds = measure_layouts(network, shape, autocast)
     layout = min(seconds, key=seconds.get)
     how = "measured " + ", ".join(f"{name} {s:.3g} s" for name, s in seconds.items()) + " per step"
+    entry = {"layout": layout, "seconds": seconds, "shape": list(shape), "cpu": cpu_name()}
+    update_cache(path, key, lambda _: entry, "the training layout")
+    return layout, how
+
+
+def update_cache(path: Path, key: str, update: Callable[[Any], Any], what: str) -> None:
+    """Set the JSON cache's `key` to `update(its current value)`, atomically; a failure only warns (naming `what`):
+    it costs a measurement next time, nothing else."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         cache = read_cache(path)
-        cache[key] = {"layout": layout, "seconds": seconds, "shape": list(shape), "cpu": cpu_name()}
+        cache[key] = update(cache.get(key))
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(cache, indent=1, sort_keys=True) + "\n")
     except OSError as err:
-        log.warning("could not cache the training layout in %s (%s); the next run measures again", path, err)
-    return layout, how
+        log.warning("could not cache %s in %s (%s); the next run measures again", what, path, err)
 
 
 def training_clip_shape(loader: LoaderConfig) -> tuple[int, int, int, int, int]:
