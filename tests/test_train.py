@@ -134,6 +134,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, parallelism, port):
     extra = ("trainer.max_iter=3", "checkpoint.save_iter=3", "trainer.precision=fp32", "scheduler.warmup=0")
     extra += ("trainer.conv_kernels=conv3d",)  # a tuned kernel table differs with the thread count and batch
+    extra += ("optimizer.eps=1e-6",)  # gradients that cancel to ~1e-8: see DISTRIBUTED in test_train_modes.py
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [
         sys.executable,
