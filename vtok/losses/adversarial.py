@@ -101,6 +101,11 @@ def _refuse_dtensor(last_layer: torch.Tensor) -> None:
         )
 
 
+def reconstruction_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss the adaptive weight balances the generator term against: every term but KL, summed."""
+    return torch.stack([v for k, v in losses.items() if k != "kl"]).sum()
+
+
 def adaptive_weight(
     rec_loss: torch.Tensor,
     adv_loss: torch.Tensor,

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -214,9 +215,7 @@ def choose_kernels(
         result = (table if use else {}, measured, cached, how)
     table, measured, cached, how = broadcast_object(result, info)
     set_kernel_table(network, table)
-    counts: dict[str, int] = {}
-    for name in table.values():
-        counts[name] = counts.get(name, 0) + 1
-    chosen = ", ".join(f"{name} for {n}" for name, n in sorted(counts.items())) or "Conv3d for every shape"
+    counts = sorted(Counter(table.values()).items())
+    chosen = ", ".join(f"{name} for {n}" for name, n in counts) or "Conv3d for every shape"
     log.info("conv kernels: %s (%d shapes measured, %d from %s%s)", chosen, measured, cached, path, how and "; " + how)
     return table

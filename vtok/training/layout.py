@@ -25,6 +25,7 @@ from torch import nn
 from ..data.config import LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
 from ..io.atomic import atomic_path
+from ..losses.consistency import window_count
 from ..networks.memory_format import set_memory_format
 from .distributed import DistInfo, broadcast_object
 
@@ -132,8 +133,7 @@ def network_input_shape(clip: tuple[int, ...], consistency_frames: int = 0, cons
     if consistency_frames <= 0:
         return tuple(clip)
     b, c, t, h, w = clip
-    windows = (t - consistency_frames) // consistency_step + 1
-    return (b * windows, c, consistency_frames, h, w)
+    return (b * window_count(t, consistency_frames, consistency_step), c, consistency_frames, h, w)
 
 
 def choose_layout(

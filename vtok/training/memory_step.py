@@ -20,7 +20,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from ..config.schema import Config
 from ..data.config import LoaderConfig
 from ..data.sources import ASPECT_RATIOS, crop_size, parse_dataset_name
-from ..losses.adversarial import Adversarial, build_adversarial
+from ..losses.adversarial import Adversarial, build_adversarial, reconstruction_loss
 from ..losses.consistency import VideoConsistencyLoss
 from ..losses.flow import FlowLoss, find_flow_network, load_flow_network
 from ..losses.lpips_term import LPIPSLoss
@@ -280,7 +280,7 @@ def _generator_term(
 ) -> torch.Tensor:
     """The adversarial generator loss as the trainer adds it: the frozen discriminator on the reconstructions,
     with the adaptive weight's two gradients at the decoder's last layer."""
-    rec_loss = torch.stack([v for k, v in losses.items() if k != "kl"]).sum()
+    rec_loss = reconstruction_loss(losses)
     last = last_layer_weight(network) if adversarial.use_adaptive_weight else None
     with _discriminator_precision(knobs):
         return adversarial.generator_term(fake, rec_loss, last)[0]

@@ -40,6 +40,7 @@ from ..config.schema import Config, OptimizerConfig, SchedulerConfig
 from ..data import build_dataloader
 from ..devices import cpu_has_native_bf16
 from ..losses import build_adversarial, build_losses
+from ..losses.adversarial import reconstruction_loss
 from ..losses.lpips_term import require_lpips_weights
 from ..metrics.lpips import LPIPS, find_lpips_weights
 from ..networks.config import overrides_of
@@ -471,7 +472,7 @@ class Trainer:
         """The weighted generator loss (added to `losses` as "adversarial", its weight to `stats`). The adaptive
         weight compares it with the reconstruction terms (all but KL) at the decoder's last layer, read after the
         forward (FSDP2's gathered weight)."""
-        rec_loss = torch.stack([v for k, v in losses.items() if k != "kl"]).sum()
+        rec_loss = reconstruction_loss(losses)
         last = last_layer_weight(self.network) if self.adversarial.use_adaptive_weight else None
         with self.precision.discriminator_autocast():
             term, weight = self.adversarial.generator_term(fake, rec_loss, last)
