@@ -28,7 +28,7 @@ from ..networks.conv_kernels import KERNELS, KernelConv3d, Signature, candidates
 from ..networks.conv_kernels import signature as conv_signature
 from ..networks.memory_format import memory_format_of, network_memory_format
 from .distributed import DistInfo, broadcast_object
-from .layout import cache_dir, cpu_name, layout_key, read_cache, update_cache
+from .layout import cache_dir, cpu_name, l1_step, layout_key, read_cache, update_cache
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ def step_check(
     def run(chosen: dict | None) -> Callable[[], None]:
         def step() -> None:
             set_kernel_table(network, chosen)
-            with torch.autocast(x.device.type, torch.bfloat16, enabled=autocast):
-                out = network(x).reconstructions
-            (out.float() - x).abs().mean().backward()
+            l1_step(network, x, autocast)
             for p in network.parameters():
                 p.grad = None
 
